@@ -1,0 +1,68 @@
+"""`antgo`: the root command. Errors from the AntgoError family become one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from antgo_mlflow import __version__
+from antgo_mlflow.cli.lazy import LazyGroup
+
+# name -> ("module:attribute", short help). Modules are imported only when the command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tool": ("antgo_mlflow.cli.tool:tool", "Data tools: extract/*, package/*, browser/*, label/*."),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", prog_name="antgo-mlflow")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+def cli(debug: bool) -> None:
+    """antgo on MLflow: data tools, training, export and model roles.
+
+    \b
+    Examples:
+      antgo tool extract/images --src=./raw --tgt=./dataset --max-size=256
+      antgo tool package/tfrecord --src=./dataset/annotation.json --tgt=./shards --prefix=train
+    """
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and turn known errors into one line + exit code."""
+    from antgo_mlflow.errors import AntgoError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("ANTGO_DEBUG") == "1"
+    try:
+        rv = cli.main(args=args, prog_name="antgo", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"antgo: error: {_one_line(exc.format_message())}{where}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"antgo: error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else 1)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("antgo: interrupted", err=True)
+        sys.exit(130)
+    except AntgoError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"antgo: error: {_one_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Recipe templates (one folder per recipe) shipped as package data."""
