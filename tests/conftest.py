@@ -47,3 +47,76 @@ def run_antgo():
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, local artifacts); yields its URL."""
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise RuntimeError(
+                f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
+            )
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.server)])
+def tracking_uri(request, tmp_path, monkeypatch):
+    """Parametrized store: a SQLite file in a temp dir, and a real mlflow server over HTTP."""
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        uri = request.getfixturevalue("mlflow_server")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
