@@ -24,7 +24,15 @@ class LazyGroup(click.Group):
         if name in self.lazy:
             target, _ = self.lazy[name]
             module_name, attr = target.split(":")
-            return getattr(importlib.import_module(module_name), attr)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and module_name.startswith(exc.name):
+                    raise click.UsageError(f"command '{name}' is not available yet", ctx) from exc
+                raise
+            if not hasattr(module, attr):
+                raise click.UsageError(f"command '{name}' is not available yet", ctx)
+            return getattr(module, attr)
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

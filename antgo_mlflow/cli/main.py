@@ -14,6 +14,14 @@ from antgo_mlflow.cli.lazy import LazyGroup
 # name -> ("module:attribute", short help). Modules are imported only when the command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "tool": ("antgo_mlflow.cli.tool:tool", "Data tools: extract/*, package/*, browser/*, label/*."),
+    "create": ("antgo_mlflow.cli.create:create", "Scaffold an mvp, a project or an experiment."),
+    "show": ("antgo_mlflow.cli.projects:show", "Show projects and experiments (MLflow)."),
+    "add": ("antgo_mlflow.cli.projects:add", "Add a model role or a data registration."),
+    "del": ("antgo_mlflow.cli.projects:delete", "Remove a model role or a data registration."),
+    "update": ("antgo_mlflow.cli.projects:update", "Store project settings (label, semi, ...)."),
+    "promote": ("antgo_mlflow.cli.projects:promote", "Give a model version a role (alias)."),
+    "demote": ("antgo_mlflow.cli.projects:demote", "Take a role (alias) from a model version."),
+    "train": ("antgo_mlflow.cli.projects:train", "Run an experiment's train entry point."),
 }
 
 
