@@ -1,0 +1,1 @@
+"""Training engine: Runner, hooks, optimizers/schedulers, metrics (built from antgo configs)."""
