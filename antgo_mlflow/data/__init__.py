@@ -1,0 +1,1 @@
+"""Data layer: shard readers/writers (TFRecord, LMDB), manifests, datasets, samplers and transforms."""
