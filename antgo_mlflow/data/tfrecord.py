@@ -1,0 +1,230 @@
+"""TFRecord shard files: a writer (the ``tfrecord`` package's framing), the ``-index`` sidecar, and
+a random-access reader that reads one record at its index offset and verifies both CRCs.
+
+Record framing (TFRecord): ``uint64 length | uint32 masked_crc32c(length) | data |
+uint32 masked_crc32c(data)``, little endian. The ``-index`` file holds one ``offset length`` line
+per record (what ``tfrecord.tools.tfrecord2idx.create_index`` writes), ``length`` including the
+16 framing bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from antgo_mlflow.errors import ShardError
+
+_MASK_DELTA = 0xA282EAD8
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+
+#: ``<prefix>-00000-of-00003-tfrecord`` / ``-index``
+SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})-(?P<kind>tfrecord|index)$")
+
+
+def shard_name(prefix: str, i: int, n: int, kind: str = "tfrecord") -> str:
+    """antgo's shard file name: ``"%s-%.5d-of-%.5d-tfrecord" % (prefix, i, n)``."""
+    return f"{prefix}-{i:05d}-of-{n:05d}-{kind}"
+
+
+def index_path_for(tfrecord_path: str | os.PathLike) -> Path:
+    """The ``-index`` file beside a ``-tfrecord`` file."""
+    path = str(tfrecord_path)
+    if path.endswith("-tfrecord"):
+        return Path(path[: -len("-tfrecord")] + "-index")
+    return Path(path + "-index")
+
+
+def _crc32c(data) -> int:
+    import crc32c  # a dependency of the `tfrecord` package (C implementation)
+
+    return crc32c.crc32c(data)
+
+
+def masked_crc(data) -> int:
+    """TFRecord's masked CRC32C of ``data``."""
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+class TFRecordShardWriter:
+    """Write serialized records to one ``-tfrecord`` file and remember each record's offset.
+
+    Uses the ``tfrecord`` package's writer for the file and its framing; ``write`` takes bytes
+    already serialized (``records.serialize_sample``) so the Example bytes are deterministic.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        from tfrecord import TFRecordWriter
+
+        self.path = Path(path)
+        self._writer = TFRecordWriter(str(self.path))
+        self._offset = 0
+        self.index: list[tuple[int, int]] = []
+
+    def write(self, record: bytes) -> None:
+        """Append one record (framing: length, its CRC, data, data CRC)."""
+        from tfrecord import TFRecordWriter
+
+        length_bytes = struct.pack("<Q", len(record))
+        fh = self._writer.file
+        fh.write(length_bytes)
+        fh.write(TFRecordWriter.masked_crc(length_bytes))
+        fh.write(record)
+        fh.write(TFRecordWriter.masked_crc(record))
+        size = len(record) + 16
+        self.index.append((self._offset, size))
+        self._offset += size
+
+    def close(self, fsync: bool = True) -> None:
+        """Flush, fsync and close the file."""
+        fh = self._writer.file
+        if not fh.closed:
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+            self._writer.close()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def format_index(index: list[tuple[int, int]] | np.ndarray) -> bytes:
+    """The ``-index`` file content for ``(offset, length)`` pairs."""
+    return "".join(f"{int(o)} {int(n)}\n" for o, n in index).encode("ascii")
+
+
+def read_index(path: str | os.PathLike) -> np.ndarray:
+    """Load an ``-index`` file as an ``(N, 2)`` int64 array of ``(offset, length)``."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ShardError(
+            f"{path}: index file missing (random access needs it; rebuild it with "
+            f"antgo_mlflow.data.tfrecord.build_index, pass rebuild_index=True, or use "
+            f"TFStreamDataset)"
+        ) from None
+    try:
+        flat = np.array(text.split(), dtype=np.int64)
+    except ValueError:
+        raise ShardError(f"{path}: not an index file (expected 'offset length' lines)") from None
+    if flat.size % 2:
+        raise ShardError(f"{path}: truncated index file (odd number of values)")
+    return flat.reshape(-1, 2)
+
+
+def iter_frames(path: str | os.PathLike, verify: bool = True) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(offset, length, data)`` for each record of a ``-tfrecord`` file, in order."""
+    path = Path(path)
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise ShardError(f"{path}: no such shard file") from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        offset, i = 0, 0
+        while offset < size:
+            header = fh.read(12)
+            if len(header) != 12:
+                raise ShardError(f"{path}: record {i} is truncated (at byte {offset})")
+            length, length_crc = _HEADER.unpack(header)
+            if verify and masked_crc(header[:8]) != length_crc:
+                raise ShardError(
+                    f"{path}: record {i} is corrupt (length CRC mismatch at byte {offset})"
+                )
+            if offset + 16 + length > size:
+                raise ShardError(f"{path}: record {i} is truncated (at byte {offset})")
+            data = fh.read(length)
+            (data_crc,) = _FOOTER.unpack(fh.read(4))
+            if verify and masked_crc(data) != data_crc:
+                raise ShardError(
+                    f"{path}: record {i} is corrupt (data CRC mismatch at byte {offset})"
+                )
+            yield offset, length + 16, data
+            offset += length + 16
+            i += 1
+
+
+def build_index(tfrecord_path: str | os.PathLike, index_path: str | os.PathLike | None = None):
+    """Scan a ``-tfrecord`` file (verifying CRCs) and write its ``-index`` atomically."""
+    from antgo_mlflow.fileio import atomic_write_bytes
+
+    index_path = Path(index_path) if index_path else index_path_for(tfrecord_path)
+    index = [(o, n) for o, n, _ in iter_frames(tfrecord_path)]
+    atomic_write_bytes(index_path, format_index(index))
+    return index_path
+
+
+class TFRecordShardReader:
+    """Random access to the records of one shard through its index.
+
+    Only the index lives in memory. The file is opened lazily, once per process, so a reader
+    built before DataLoader workers fork is safe to use in every worker (each opens its own
+    descriptor); reads use ``os.pread`` and keep no file position.
+    """
+
+    def __init__(self, path: str | os.PathLike, index: np.ndarray | None = None, verify=True):
+        self.path = Path(path)
+        self.index = read_index(index_path_for(self.path)) if index is None else index
+        self.verify = verify
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _open(self) -> int:
+        pid = os.getpid()
+        if self._fd is None or self._pid != pid:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise ShardError(f"{self.path}: no such shard file") from None
+            self._pid = pid
+        return self._fd
+
+    def read(self, i: int) -> bytes:
+        """The serialized record ``i`` (CRCs verified unless ``verify=False``)."""
+        offset, size = (int(v) for v in self.index[i])
+        buf = os.pread(self._open(), size, offset)
+        if len(buf) != size or size < 16:
+            raise ShardError(
+                f"{self.path}: record {i} is truncated (index says {size} bytes at {offset})"
+            )
+        length, length_crc = _HEADER.unpack_from(buf)
+        if length != size - 16:
+            raise ShardError(
+                f"{self.path}: record {i} is corrupt (length {length} does not match the index)"
+            )
+        view = memoryview(buf)
+        data = view[12 : 12 + length]
+        if self.verify:
+            (data_crc,) = _FOOTER.unpack_from(buf, 12 + length)
+            if masked_crc(view[:8]) != length_crc or masked_crc(data) != data_crc:
+                raise ShardError(
+                    f"{self.path}: record {i} is corrupt (CRC mismatch at byte {offset})"
+                )
+        return data.tobytes()
+
+    def close(self) -> None:
+        """Close this process's descriptor."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fd"] = state["_pid"] = None  # never ship a descriptor to another process
+        return state
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
