@@ -55,3 +55,76 @@ def extract_images_cmd(src, tgt, prefix, suffix, ext, shuffle, num, max_size, se
         workers=workers,
     )
     _report(summary, "images")
+
+
+@click.command("extract/videos")
+@click.option("--src", required=True, help="A video file, or a folder searched recursively.")
+@click.option("--tgt", required=True, help="Output dataset folder (frames + annotation.json).")
+@click.option(
+    "--frame-rate",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Frames kept per second of video time (antgo's value meant every Nth frame).",
+)
+@click.option("--max-size", type=int, default=None, help="Resize so the long side is at most this.")
+@click.option(
+    "--ext",
+    type=click.Choice(["jpg", "png"]),
+    default="jpg",
+    show_default=True,
+    help="Frame format.",
+)
+def extract_videos_cmd(src, tgt, frame_rate, max_size, ext):
+    """Sample video frames (mp4/avi/mov/mkv/ts/... via OpenCV) into a standard GT dataset.
+
+    --frame-rate is in frames per SECOND OF VIDEO TIME: 2 keeps the first frame at or after
+    0 s, 0.5 s, 1 s, ... whatever the video's fps. antgo's --frame-rate=N meant "every Nth
+    frame": for a 30 fps video antgo's 15 is --frame-rate=2 here. Frames are written to
+    --tgt/<video>/<video>_frame-<k>.jpg (k = frame index in the video); each sample has that
+    frame's height/width and tag = the source video. Videos OpenCV cannot open are skipped with
+    a warning; if none can be opened the command fails and writes nothing.
+
+    \b
+    Example:
+      antgo tool extract/videos --src=./clips --tgt=./frames --frame-rate=2 --max-size=512
+    """
+    from antgo_mlflow.tools.extract_videos import extract_videos
+
+    summary = extract_videos(src, tgt, frame_rate=frame_rate, max_size=max_size, ext=ext)
+    _report(summary, f"frames from {summary.extra.get('videos', 0)} video(s)")
+
+
+@click.command("extract/coco")
+@click.option("--src", required=True, help="COCO instances JSON file.")
+@click.option("--tgt", required=True, help="Output dataset folder.")
+@click.option("--tags", default=None, help="Category mapping name:index,... (others dropped).")
+@click.option(
+    "--images", default=None, help="Folder of the COCO images [default: the JSON's folder]."
+)
+def extract_coco_cmd(src, tgt, tags, images):
+    """Convert a COCO instances JSON into a standard GT dataset, one sample per image.
+
+    Each sample holds all boxes of its image (COCO xywh -> absolute xyxy), labels, segments in
+    COCO's encoding (flat polygons [[x0,y0,x1,y1,...],...] or RLE dicts as given) and keypoints
+    as joints2d. Crowd annotations are kept with box_visibility 0 and iscrowd 1. Labels come
+    from --tags (name:index; other categories are dropped) or else from the COCO category ids
+    in increasing order (0..K-1); meta.json lists the class names in index order. Images are
+    hard-linked (or copied) to --tgt/images/<file_name>; images without annotations are kept.
+
+    \b
+    Example:
+      antgo tool extract/coco --src=coco/annotations/instances_val2017.json \\
+          --images=coco/val2017 --tgt=./coco_gt --tags=person:0,car:1
+    """
+    from antgo_mlflow.tools.extract_coco import extract_coco
+
+    summary = extract_coco(src, tgt, tags=tags, images=images)
+    names = summary.extra.get("categories", [])
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    boxes = summary.extra.get("boxes", 0)
+    summary.notes.append(
+        f"{boxes} box{'es' if boxes != 1 else ''}; "
+        f"{len(names)} class{'es' if len(names) != 1 else ''}: {shown}."
+    )
+    _report(summary, "samples")
