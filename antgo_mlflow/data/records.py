@@ -33,6 +33,7 @@ the same bytes in every process. Nothing is pickled.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,35 @@ BYTES_FIELDS = frozenset({"image"})
 FLOAT32_FIELDS = frozenset({"bboxes"})
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def example_pb2():
+    """The ``tfrecord`` package's ``example_pb2`` (tf.train.Example), loaded without the package.
+
+    ``import tfrecord`` imports torch (~2.5 s); the proto module alone needs only protobuf. If
+    ``tfrecord.example_pb2`` is already imported it is reused (same descriptor pool, same classes).
+    """
+    global _EXAMPLE_PB2
+    if _EXAMPLE_PB2 is None:
+        import importlib.util
+        import sys
+
+        module = sys.modules.get("tfrecord.example_pb2")
+        if module is None:
+            spec = importlib.util.find_spec("tfrecord")
+            if spec is None or spec.origin is None:
+                from antgo_mlflow.errors import MissingDependencyError
+
+                raise MissingDependencyError("tfrecord is not installed: pip install tfrecord")
+            path = os.path.join(os.path.dirname(spec.origin), "example_pb2.py")
+            file_spec = importlib.util.spec_from_file_location("_antgo_tfrecord_example_pb2", path)
+            module = importlib.util.module_from_spec(file_spec)
+            file_spec.loader.exec_module(module)
+        _EXAMPLE_PB2 = module
+    return _EXAMPLE_PB2
+
+
+_EXAMPLE_PB2 = None
 
 
 class _NotNumeric(Exception):
@@ -196,9 +226,7 @@ def encode_features(sample: dict[str, Any]) -> dict[str, tuple[str, list]]:
 
 def serialize_sample(sample: dict[str, Any]) -> bytes:
     """Encode ``sample`` as serialized ``tf.train.Example`` bytes (deterministic)."""
-    from tfrecord import example_pb2
-
-    example = example_pb2.Example()
+    example = example_pb2().Example()
     fmap = example.features.feature
     for key, (kind, values) in encode_features(sample).items():
         if kind == "bytes":
@@ -212,9 +240,7 @@ def serialize_sample(sample: dict[str, Any]) -> bytes:
 
 def parse_example(data: bytes) -> dict[str, Any]:
     """Parse serialized Example bytes into ``{name: list of values}`` (bytes, ints or floats)."""
-    from tfrecord import example_pb2
-
-    example = example_pb2.Example()
+    example = example_pb2().Example()
     try:
         example.ParseFromString(bytes(data))
     except Exception as exc:  # protobuf's DecodeError

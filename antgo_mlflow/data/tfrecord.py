@@ -55,40 +55,39 @@ def masked_crc(data) -> int:
 class TFRecordShardWriter:
     """Write serialized records to one ``-tfrecord`` file and remember each record's offset.
 
-    Uses the ``tfrecord`` package's writer for the file and its framing; ``write`` takes bytes
-    already serialized (``records.serialize_sample``) so the Example bytes are deterministic.
+    The framing is byte for byte what ``tfrecord.TFRecordWriter.write`` produces (tests read our
+    files with the package's own reader). We do not call ``TFRecordWriter`` itself: importing the
+    ``tfrecord`` package imports torch (~2.5 s for a data tool), and its ``serialize_tf_example``
+    does not serialize the feature map deterministically. ``write`` takes bytes already
+    serialized by ``records.serialize_sample``.
     """
 
     def __init__(self, path: str | os.PathLike):
-        from tfrecord import TFRecordWriter
-
         self.path = Path(path)
-        self._writer = TFRecordWriter(str(self.path))
+        self._fh = open(self.path, "wb")
         self._offset = 0
         self.index: list[tuple[int, int]] = []
 
     def write(self, record: bytes) -> None:
         """Append one record (framing: length, its CRC, data, data CRC)."""
-        from tfrecord import TFRecordWriter
-
         length_bytes = struct.pack("<Q", len(record))
-        fh = self._writer.file
-        fh.write(length_bytes)
-        fh.write(TFRecordWriter.masked_crc(length_bytes))
-        fh.write(record)
-        fh.write(TFRecordWriter.masked_crc(record))
+        self._fh.write(
+            length_bytes
+            + _FOOTER.pack(masked_crc(length_bytes))
+            + record
+            + _FOOTER.pack(masked_crc(record))
+        )
         size = len(record) + 16
         self.index.append((self._offset, size))
         self._offset += size
 
     def close(self, fsync: bool = True) -> None:
         """Flush, fsync and close the file."""
-        fh = self._writer.file
-        if not fh.closed:
-            fh.flush()
+        if not self._fh.closed:
+            self._fh.flush()
             if fsync:
-                os.fsync(fh.fileno())
-            self._writer.close()
+                os.fsync(self._fh.fileno())
+            self._fh.close()
 
     def __len__(self) -> int:
         return len(self.index)

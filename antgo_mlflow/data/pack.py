@@ -1,0 +1,470 @@
+"""Packing GT JSONs (or existing shards) into TFRecord or LMDB shards plus a manifest.
+
+Shared by ``antgo_mlflow.tools.package_tfrecord`` and ``package_kv``. Guarantees:
+
+- Deterministic: samples keep input order (``--src`` order, then file order), records are
+  serialized deterministically, nothing time-dependent is written; parallel encoding uses a
+  bounded, ordered thread pool. The same input gives byte-identical shards and manifest.
+- Unreadable samples (missing/empty/undecodable image, schema errors, remote-only ``image_url``)
+  are dropped and counted before the shard count is known: shards are written under temporary
+  names and only named ``-of-%05d`` once the number of kept samples is known.
+- Atomic: everything is written in ``<tgt>/.antgo-tmp-pack-<prefix>/`` and renamed into place at
+  the end; the manifest is written last. A run killed with ``kill -9`` leaves only that hidden
+  folder, which the next run for the same prefix removes.
+- Re-sharding: a ``--src`` entry that is a manifest, a ``-tfrecord``/``-kvrecord`` file, a shard
+  prefix or a folder of shards is read record by record (CRCs checked) and re-packed unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from antgo_mlflow.errors import DataError, GTFormatError, UsageError
+from antgo_mlflow.fileio import TMP_PREFIX
+
+FORMATS = ("tfrecord", "kv")
+_SHARD_FILE = re.compile(r"-\d{5,}-of-\d{5,}-(tfrecord|index|kvrecord)$")
+
+
+@dataclass
+class PackSummary:
+    """What a packer wrote.
+
+    Attributes:
+        format: ``"tfrecord"`` or ``"kv"``.
+        tgt: the output folder.
+        prefix: the shard prefix.
+        total: samples written.
+        dropped: samples dropped (unreadable).
+        drop_reasons: reason -> count.
+        dropped_samples: ``(where, reason)`` for the first 100 dropped samples.
+        shards: shard files written, in order (index files not included).
+        manifest: the manifest path.
+        sources: the expanded inputs.
+        seconds: wall time.
+    """
+
+    format: str
+    tgt: Path
+    prefix: str
+    total: int = 0
+    dropped: int = 0
+    drop_reasons: Counter = field(default_factory=Counter)
+    dropped_samples: list[tuple[str, str]] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)
+    manifest: Path | None = None
+    sources: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """One human-readable line for the CLI."""
+        text = (
+            f"packed {self.total} samples into {len(self.shards)} {self.format} shard(s) "
+            f"{self.tgt / (self.prefix + '-*')} in {self.seconds:.1f}s"
+        )
+        if self.dropped:
+            reasons = ", ".join(f"{r} ({n})" for r, n in self.drop_reasons.most_common(3))
+            text += f"; dropped {self.dropped}: {reasons}"
+        return text
+
+
+# -- inputs ------------------------------------------------------------------------------------
+@dataclass
+class _Source:
+    kind: str  # "gt" or "shards"
+    path: Path
+    files: list[Path] = field(default_factory=list)  # shard files (kind == "shards")
+    fmt: str = "tfrecord"
+    class_names: list[str] = field(default_factory=list)
+
+
+def _split_src(src) -> list[str]:
+    if isinstance(src, (str, os.PathLike)):
+        items = str(src).split(",")
+    else:
+        items = [str(s) for s in src]
+    return [s.strip() for s in items if s and s.strip()]
+
+
+def _shards_from_manifest(path: Path) -> _Source:
+    from antgo_mlflow.data.manifest import read_manifest, shard_files
+
+    manifest = read_manifest(path)
+    return _Source(
+        "shards",
+        path,
+        shard_files(path, manifest),
+        manifest["format"],
+        list(manifest.get("class_names", [])),
+    )
+
+
+def _shard_group(files: list[Path], where: str) -> _Source:
+    kinds = {"kv" if f.name.endswith("-kvrecord") else "tfrecord" for f in files}
+    if len(kinds) > 1:
+        raise UsageError(f"--src {where}: mixes TFRecord and KV shards; give one kind")
+    return _Source("shards", Path(where), sorted(files), kinds.pop())
+
+
+def expand_src(src) -> list[_Source]:
+    """Expand ``--src`` (comma string or list) into GT JSON files and shard sets, in order."""
+    entries = _split_src(src)
+    if not entries:
+        raise UsageError("--src: no input given (GT JSON files, folders or shards)")
+    out: list[_Source] = []
+    for entry in entries:
+        p = Path(entry.rstrip("*")).expanduser()
+        name = p.name
+        if name.endswith("-manifest.json"):
+            out.append(_shards_from_manifest(p))
+        elif p.is_file() and (name.endswith("-tfrecord") or name.endswith("-kvrecord")):
+            out.append(_shard_group([p], entry))
+        elif p.is_file():
+            out.append(_Source("gt", p))
+        elif p.is_dir():
+            jsons = sorted(
+                f
+                for f in p.glob("*.json")
+                if f.name != "meta.json" and not f.name.endswith("-manifest.json")
+            )
+            if jsons:
+                out.extend(_Source("gt", f) for f in jsons)
+                continue
+            manifests = sorted(p.glob("*-manifest.json"))
+            if manifests:
+                out.extend(_shards_from_manifest(m) for m in manifests)
+                continue
+            shards = [f for f in p.iterdir() if f.name.endswith(("-tfrecord", "-kvrecord"))]
+            if not shards:
+                raise DataError(f"{p}: folder holds no GT JSON files and no shards")
+            out.append(_shard_group(shards, entry))
+        elif Path(str(p) + "-manifest.json").is_file():
+            out.append(_shards_from_manifest(Path(str(p) + "-manifest.json")))
+        else:
+            shards = [
+                f
+                for f in p.parent.glob(glob_escape(name) + "-*-of-*")
+                if f.name.endswith(("-tfrecord", "-kvrecord"))
+            ]
+            if not shards:
+                raise DataError(f"{entry}: no such file, folder or shard prefix")
+            out.append(_shard_group(shards, entry))
+    return out
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters in a literal file name part."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+# -- encoding ----------------------------------------------------------------------------------
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def encode_gt_sample(base: Path, sample: dict[str, Any]) -> tuple[bytes | None, str]:
+    """Read the image of one GT sample and serialize it; ``(None, reason)`` if unreadable."""
+    from antgo_mlflow.data.records import serialize_sample
+
+    image_file = sample.get("image_file") or ""
+    if not image_file:
+        if sample.get("image_url"):
+            return None, "remote image_url not fetched (download images first)"
+        return None, "no image_file"
+    path = base / image_file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, "missing image"
+    except OSError:
+        return None, "unreadable image"
+    if not data:
+        return None, "empty image"
+    size = _image_size(data)
+    if size is None:
+        return None, "not an image"
+    sample = dict(sample)
+    sample["width"], sample["height"] = size  # antgo overwrites them from the header too
+    sample["image"] = data
+    try:
+        return serialize_sample(sample), ""
+    except DataError as exc:
+        return None, f"unencodable field ({exc})"
+
+
+def _gt_items(source: _Source) -> Iterator[tuple[str, Path, Any]]:
+    from antgo_mlflow.gt import load_gt, validate_sample
+
+    samples = load_gt(source.path, validate=False)
+    base = source.path.parent
+    for i, sample in enumerate(samples):
+        where = f"{source.path}: sample {i}"
+        try:
+            validate_sample(sample, i, str(source.path))
+        except GTFormatError as exc:
+            yield where, base, GTFormatError(str(exc))
+            continue
+        yield where, base, sample
+
+
+def _shard_records(source: _Source) -> Iterator[tuple[str, bytes]]:
+    from antgo_mlflow.data.lmdb_store import LMDBShardReader
+    from antgo_mlflow.data.tfrecord import iter_frames
+
+    for f in source.files:
+        if source.fmt == "kv":
+            reader = LMDBShardReader(f)
+            for i in range(len(reader)):
+                yield f"{f}: record {i}", reader.read(i)
+            reader.close()
+        else:
+            for i, (_, _, data) in enumerate(iter_frames(f)):
+                yield f"{f}: record {i}", data
+
+
+def _encode(item: tuple[str, Path, Any]) -> tuple[str, bytes | None, str]:
+    where, base, sample = item
+    if isinstance(sample, Exception):
+        return where, None, "schema error"
+    record, reason = encode_gt_sample(base, sample)
+    return where, record, reason
+
+
+def iter_records(
+    sources: list[_Source], workers: int
+) -> Iterator[tuple[int, str, bytes | None, str]]:
+    """Yield ``(source number, where, record or None, drop reason)`` per input sample, in order."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k, source in enumerate(sources):
+            if source.kind == "shards":
+                for where, data in _shard_records(source):
+                    yield k, where, data, ""
+                continue
+            items = _gt_items(source)
+            while chunk := list(islice(items, 256 * max(1, workers))):
+                for where, record, reason in pool.map(_encode, chunk):
+                    yield k, where, record, reason
+
+
+# -- writing -----------------------------------------------------------------------------------
+class _Staging:
+    """``<tgt>/.antgo-tmp-pack-<prefix>/`` guarded by an exclusive lock (stale ones are removed)."""
+
+    def __init__(self, tgt: Path, prefix: str):
+        self.path = tgt / f"{TMP_PREFIX}pack-{prefix}"
+        self.lock_path = tgt / f"{TMP_PREFIX}pack-{prefix}.lock"
+        self._lock_fh = None
+
+    def __enter__(self) -> _Staging:
+        import fcntl
+
+        self._lock_fh = open(self.lock_path, "w")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_fh.close()
+            raise UsageError(
+                f"{self.path.parent}: another packer is writing prefix "
+                f"{self.path.name[len(TMP_PREFIX) + 5 :]!r} there now"
+            ) from None
+        if self.path.exists():  # left by a killed run: start clean
+            shutil.rmtree(self.path)
+        self.path.mkdir()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.lock_path.unlink()
+        self._lock_fh.close()
+
+
+def _new_writer(fmt: str, path: Path, prefix: str, start: int):
+    if fmt == "kv":
+        from antgo_mlflow.data.lmdb_store import LMDBShardWriter
+
+        return LMDBShardWriter(path, prefix, start)
+    from antgo_mlflow.data.tfrecord import TFRecordShardWriter
+
+    return TFRecordShardWriter(path)
+
+
+def _class_names(sources: list[_Source]) -> list[str]:
+    from antgo_mlflow.gt import read_meta
+
+    for source in sources:
+        if source.kind == "shards" and source.class_names:
+            return source.class_names
+        if source.kind == "gt":
+            meta = read_meta(source.path.parent)
+            names = ((meta or {}).get("meta") or {}).get("category") or []
+            if names:
+                return list(names)
+    return []
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _remove_old(tgt: Path, prefix: str) -> None:
+    """Remove a previous shard set of ``prefix`` (manifest first, so it never looks complete)."""
+    from antgo_mlflow.data.manifest import manifest_path
+
+    manifest_path(tgt, prefix).unlink(missing_ok=True)
+    pattern = re.compile(re.escape(prefix) + _SHARD_FILE.pattern)
+    for f in tgt.iterdir():
+        if pattern.fullmatch(f.name) and f.is_file():
+            f.unlink()
+
+
+def pack(
+    src: str | Iterable[str],
+    tgt: str | os.PathLike,
+    prefix: str,
+    num: int = 100000,
+    workers: int | None = None,
+    fmt: str = "tfrecord",
+) -> PackSummary:
+    """Pack ``src`` into ``<tgt>/<prefix>-%05d-of-%05d-(tfrecord|kvrecord)`` + manifest.
+
+    Args:
+        src: GT JSON files, folders of them, or existing shards; a comma string or a list.
+        tgt: output folder (created).
+        prefix: shard file prefix.
+        num: samples per shard.
+        workers: threads reading and encoding samples (default: CPUs, at most 8).
+        fmt: ``"tfrecord"`` or ``"kv"``.
+
+    Raises:
+        UsageError for bad arguments, DataError/ShardError for bad inputs, including when no
+        sample is readable.
+    """
+    from antgo_mlflow.data.lmdb_store import kv_name
+    from antgo_mlflow.data.manifest import build_manifest, write_manifest
+    from antgo_mlflow.data.tfrecord import format_index, shard_name
+    from antgo_mlflow.progress import progress
+
+    start_time = time.perf_counter()
+    if fmt not in FORMATS:
+        raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if not prefix or "/" in prefix or prefix.startswith("."):
+        raise UsageError(f"--prefix: {prefix!r} must be a plain file name prefix")
+    if int(num) <= 0:
+        raise UsageError(f"--num: {num} must be a positive number of samples per shard")
+    num = int(num)
+    workers = workers or min(8, os.cpu_count() or 1)
+    sources = expand_src(src)
+    tgt = Path(tgt).expanduser()
+    if tgt.exists() and not tgt.is_dir():
+        raise UsageError(f"--tgt: {tgt} is a file, expected a folder")
+    tgt.mkdir(parents=True, exist_ok=True)
+    summary = PackSummary(fmt, tgt, prefix, sources=[str(s.path) for s in sources])
+    source_stats = [Counter() for _ in sources]
+
+    with _Staging(tgt, prefix) as staging:
+        writers: list[Any] = []
+        staged: list[Path] = []
+        indexes: list[Any] = []
+        writer = None
+        try:
+            records = iter_records(sources, workers)
+            for k, where, record, reason in progress(records, desc=f"package/{fmt}", unit="sample"):
+                stats = source_stats[k]
+                stats["samples"] += 1
+                if record is None:
+                    summary.dropped += 1
+                    summary.drop_reasons[reason] += 1
+                    if len(summary.dropped_samples) < 100:
+                        summary.dropped_samples.append((where, reason))
+                    continue
+                stats["kept"] += 1
+                if summary.total % num == 0:
+                    if writer is not None:
+                        writer.close()
+                        indexes.append(getattr(writer, "index", None))
+                    path = staging.path / f"{len(writers):05d}.part"
+                    writer = _new_writer(fmt, path, prefix, summary.total)
+                    writers.append(writer)
+                    staged.append(path)
+                writer.write(record)
+                summary.total += 1
+            if writer is not None:
+                writer.close()
+                indexes.append(getattr(writer, "index", None))
+        except BaseException:
+            if fmt == "kv" and writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.abort()
+            raise
+
+        if summary.total == 0:
+            names = ", ".join(summary.sources)
+            if summary.dropped:
+                reasons = ", ".join(f"{r} ({n})" for r, n in summary.drop_reasons.most_common(3))
+                raise DataError(
+                    f"{names}: no readable sample ({summary.dropped} dropped: {reasons})"
+                )
+            raise DataError(f"{names}: empty input (no samples to pack)")
+
+        n = len(staged)
+        shard_entries, moves = [], []
+        for i, (path, index) in enumerate(zip(staged, indexes, strict=True)):
+            count = min(num, summary.total - i * num)
+            final = kv_name(prefix, i, n) if fmt == "kv" else shard_name(prefix, i, n)
+            entry = {
+                "file": final,
+                "count": count,
+                "start": i * num,
+                "bytes": path.stat().st_size,
+                "sha256": _sha256(path),
+            }
+            moves.append((path, tgt / final))
+            if fmt == "tfrecord":
+                index_name = shard_name(prefix, i, n, "index")
+                index_path = staging.path / f"{i:05d}.index"
+                index_path.write_bytes(format_index(index))
+                entry["index"] = index_name
+                moves.append((index_path, tgt / index_name))
+            shard_entries.append(entry)
+            summary.shards.append(tgt / final)
+
+        sources_meta = []
+        for s, st in zip(sources, source_stats, strict=True):
+            item = {"path": str(s.path.resolve()), "kind": s.kind}
+            if s.kind == "gt":
+                item.update(sha256=_sha256(s.path), samples=st["samples"], kept=st["kept"])
+            sources_meta.append(item)
+        manifest = build_manifest(
+            fmt, prefix, shard_entries, _class_names(sources), sources_meta, summary.dropped
+        )
+        # commit: old set out (manifest first), new files in, manifest last
+        _remove_old(tgt, prefix)
+        for a, b in moves:
+            os.replace(a, b)
+        summary.manifest = write_manifest(tgt, manifest)
+    summary.seconds = time.perf_counter() - start_time
+    return summary

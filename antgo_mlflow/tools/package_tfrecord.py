@@ -1,0 +1,40 @@
+"""`antgo tool package/tfrecord`: standard GT JSONs (or existing shards) -> TFRecord shards + manifest.
+
+Output: ``<prefix>-%05d-of-%05d-tfrecord`` with its ``-index`` (``offset length`` per record) and
+``<prefix>-manifest.json`` written last. Records use antgo's encoding
+(``antgo_mlflow.data.records``), so antgo reads them and we read antgo's. Guarantees (determinism,
+dropped samples counted before the shard count, temporary names + rename, re-sharding of existing
+shards given as ``src``) are described in ``antgo_mlflow.data.pack``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from antgo_mlflow.data.pack import PackSummary
+
+
+def package_tfrecord(
+    src: str | Iterable[str],
+    tgt: str | os.PathLike,
+    prefix: str,
+    num: int = 100000,
+    workers: int | None = None,
+) -> PackSummary:
+    """Pack ``src`` into TFRecord shards of ``num`` samples in ``tgt``.
+
+    Args:
+        src: GT JSON files or folders of them (comma string or list); a manifest, a
+            ``-tfrecord``/``-kvrecord`` file or a shard prefix re-shards existing data.
+        tgt: output folder.
+        prefix: shard name prefix.
+        num: samples per shard.
+        workers: reading/encoding threads (default: CPUs, at most 8).
+
+    Example:
+        >>> package_tfrecord("data/annotation.json", "shards", "hand", num=40000)
+    """
+    from antgo_mlflow.data.pack import pack
+
+    return pack(src, tgt, prefix, num=num, workers=workers, fmt="tfrecord")
