@@ -128,3 +128,64 @@ def extract_coco_cmd(src, tgt, tags, images):
         f"{len(names)} class{'es' if len(names) != 1 else ''}: {shown}."
     )
     _report(summary, "samples")
+
+
+@click.command("extract/crop")
+@click.option("--src", required=True, help="GT JSON file, or a dataset folder (annotation.json).")
+@click.option("--tgt", required=True, help="Output dataset folder for the crops.")
+@click.option(
+    "--ext-ratio",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Grow each box by this fraction of its size before cropping.",
+)
+@click.option("--square", is_flag=True, help="Make each grown box square (antgo's crops).")
+def extract_crop_cmd(src, tgt, ext_ratio, square):
+    """Crop every instance of a GT dataset into its own image (one sample per box).
+
+    Each box is grown by --ext-ratio of its width and height (centred), clipped to the image
+    and saved as --tgt/images/<label>/<source stem>_<i>.png. The crop's sample has
+    image_label = the instance label (image_label_name from meta.json), tag = the source image,
+    and the instance's box, joints2d and polygon segments shifted into crop coordinates.
+
+    \b
+    Example:
+      antgo tool extract/crop --src=./dataset/annotation.json --tgt=./crops --ext-ratio=0.3
+    """
+    from antgo_mlflow.tools.extract_crop import extract_crop
+
+    summary = extract_crop(src, tgt, ext_ratio=ext_ratio, square=square)
+    _report(summary, "crops")
+
+
+@click.command("extract/samples")
+@click.option("--src", required=True, help="GT JSON (or folder, or .txt with one record a line).")
+@click.option("--num", type=int, required=True, help="How many samples to draw.")
+@click.option("--tgt", default=None, help="Output folder or file [default: beside --src].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--feedback", is_flag=True, help="Print the sample keys and one sample.")
+def extract_samples_cmd(src, num, tgt, seed, feedback):
+    """Draw --num random samples (seeded) into <name>_samples_<num>.json.
+
+    The file is written beside --src unless --tgt names a folder (or a .json file);
+    image_file paths are rewritten to stay valid from there. --num larger than the number of
+    samples is an error. With --feedback the keys and the first drawn sample are printed.
+
+    \b
+    Example:
+      antgo tool extract/samples --src=./dataset/annotation.json --num=100 --feedback
+    """
+    import json
+
+    from antgo_mlflow.tools.extract_samples import extract_samples
+
+    summary = extract_samples(src, num, tgt=tgt, seed=seed)
+    total = summary.extra.get("total")
+    click.echo(f"wrote {summary.written} of {total} samples (seed {seed}) to {summary.annotation}.")
+    if feedback:
+        keys = summary.extra.get("keys") or []
+        if keys:
+            click.echo("keys: " + ", ".join(keys))
+        click.echo("sample:")
+        click.echo(json.dumps(summary.extra.get("example"), ensure_ascii=False, indent=2))
