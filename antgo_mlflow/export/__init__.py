@@ -1,0 +1,1 @@
+"""ONNX export with an ONNX Runtime parity check, and logging the result to MLflow."""
