@@ -229,14 +229,13 @@ class ConfusionMatrix:
 
 def render_confusion_png(matrix: np.ndarray, names: list[str], max_annotated: int = 30) -> bytes:
     """PNG bytes of a confusion-matrix heat map (matplotlib if installed, else a PIL drawing)."""
-    try:
-        import matplotlib
-    except ImportError:
-        return _render_with_pil(matrix, names, max_annotated)
-    matplotlib.use("Agg", force=False)
     import io
 
-    from matplotlib.figure import Figure  # no pyplot: no global state, thread-safe
+    try:
+        # Figure without pyplot: no global backend switch, no GUI, safe in threads.
+        from matplotlib.figure import Figure
+    except ImportError:
+        return _render_with_pil(matrix, names, max_annotated)
 
     n = matrix.shape[0]
     size = min(4 + 0.45 * n, 24)

@@ -69,7 +69,7 @@ class ClsHead(nn.Module):
         init_cfg=None,
     ):
         super().__init__()
-        path = config_path("model.head")
+        path = self._path = config_path("model.head")
         self.topk = _topk_tuple(topk, path)
         self.cal_acc = bool(cal_acc)
         if (in_channels is None) != (num_classes is None):
@@ -98,7 +98,16 @@ class ClsHead(nn.Module):
         x = _last_feature(x)
         if self.fc is None:
             return x if x.dim() == 2 else _pool(x)
-        return self.fc(self.dropout(_pool(x)))
+        return self.fc(self.dropout(self._check_width(_pool(x))))
+
+    def _check_width(self, x: torch.Tensor) -> torch.Tensor:
+        # A wrong in_channels is a config mistake; torch would only say "shapes cannot be multiplied".
+        if x.shape[1] != self.in_channels:
+            raise ConfigError(
+                f"{self._path}.in_channels: is {self.in_channels} but the backbone outputs "
+                f"{x.shape[1]} features"
+            )
+        return x
 
     def loss(self, logits: torch.Tensor, label: torch.Tensor, **kwargs) -> dict:
         """Logits and labels (indices (N,) or soft (N, C)) -> ``{'loss': tensor, ...}``."""
@@ -154,6 +163,10 @@ class StackedLinearClsHead(ClsHead):
             mid_channels = [mid_channels]
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
         act_cfg = {"type": "ReLU"} if act_cfg is None else act_cfg
+        if act_cfg:
+            _activation(act_cfg, f"{path}.act_cfg")  # check it even without hidden layers
+        if norm_cfg:
+            _norm(norm_cfg, 1, f"{path}.norm_cfg")
         layers: list[nn.Module] = []
         width = self.in_channels
         for mid in mid_channels:
@@ -169,7 +182,7 @@ class StackedLinearClsHead(ClsHead):
         self.fc = nn.Linear(width, self.num_classes)
 
     def forward(self, x) -> torch.Tensor:
-        return self.fc(self.layers(_pool(_last_feature(x))))
+        return self.fc(self.layers(self._check_width(_pool(_last_feature(x)))))
 
 
 _NORMS = {"BN": nn.BatchNorm1d, "BN1d": nn.BatchNorm1d, "LN": nn.LayerNorm}
