@@ -49,24 +49,25 @@ class ExtractSummary:
     def n_skipped(self) -> int:
         return sum(self.skipped.values())
 
-    def skipped_text(self) -> str:
-        """'skipped 3 (2 corrupt images, 1 non-image file)' or 'nothing skipped'."""
+    def skipped_text(self, files: bool = False) -> str:
+        """'skipped 3 (2 corrupt images, 1 non-image file)' or 'nothing skipped'; with ``files``
+        the first three skipped inputs are named too."""
         if not self.n_skipped:
             return "nothing skipped"
         # reasons are singular nouns ("corrupt image"); counts above one take a plural "s"
         parts = ", ".join(
             f"{n} {reason}{'s' if n > 1 else ''}" for reason, n in sorted(self.skipped.items())
         )
-        return f"skipped {self.n_skipped} ({parts})"
+        text = f"skipped {self.n_skipped} ({parts})"
+        if files and self.skipped_files:
+            shown = ", ".join(f"{p} ({r})" for p, r in self.skipped_files[:3])
+            more = len(self.skipped_files) - 3
+            text += f": {shown}" + (f" and {more} more" if more > 0 else "")
+        return text
 
     def describe(self, what: str = "samples") -> str:
         """One paragraph for the CLI: what was written where, what was skipped, and notes."""
-        text = f"wrote {self.written} {what} to {self.annotation}; {self.skipped_text()}"
-        if self.skipped_files:
-            shown = ", ".join(f"{p} ({r})" for p, r in self.skipped_files[:3])
-            more = f" and {len(self.skipped_files) - 3} more" if len(self.skipped_files) > 3 else ""
-            text += f": {shown}{more}"
-        text += "."
+        text = f"wrote {self.written} {what} to {self.annotation}; {self.skipped_text(True)}."
         for note in self.notes:
             text += f" {note}"
         return text

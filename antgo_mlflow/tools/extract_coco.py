@@ -278,7 +278,7 @@ def extract_coco(
         if not samples:
             raise DataError(
                 f"{src_path}: none of its {len(entries)} images were found under --images "
-                f"{images_dir} ({summary.skipped_text()})"
+                f"{images_dir} ({summary.skipped_text(True)})"
             )
         meta = default_meta(total=len(samples), category=names)
         meta["meta"]["skeleton"] = skeleton

@@ -198,7 +198,7 @@ def extract_crop(
         if not out:
             raise DataError(
                 f"--src {gt_path}: nothing to crop ({len(samples_in)} samples, {n_boxes} boxes; "
-                f"{summary.skipped_text()})"
+                f"{summary.skipped_text(True)})"
             )
         if names:
             new_meta = default_meta(total=len(out), category=names)

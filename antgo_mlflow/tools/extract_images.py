@@ -239,7 +239,7 @@ def extract_images(
             Path(task[2]).unlink(missing_ok=True)
 
         if not samples:
-            raise DataError(f"--src {src_dir}: no readable images; {summary.skipped_text()}")
+            raise DataError(f"--src {src_dir}: no readable images; {summary.skipped_text(True)}")
         save_gt(staging.path / ANNOTATION_FILE, samples)
         staging.commit(last=[ANNOTATION_FILE])
 
