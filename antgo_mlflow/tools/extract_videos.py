@@ -7,6 +7,7 @@ meant "every Nth frame"; for a 30 fps video antgo's 15 is 2.0 here.)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -31,17 +32,38 @@ NOT_VIDEO = "non-video file"
 FALLBACK_FPS = 25.0
 
 
-def _quiet_opencv():
+def _opencv():
     import cv2
 
     # FFmpeg prints its own complaints ("moov atom not found") straight to stderr; the summary
     # reports unreadable videos instead. A user who sets the variable keeps their choice.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # very old OpenCV builds
-        pass
     return cv2
+
+
+@contextlib.contextmanager
+def _opencv_silenced(cv2):
+    """OpenCV's own log lines off while we probe videos (we report failures ourselves)."""
+    try:
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # very old OpenCV builds
+        yield
+        return
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+def _open(cv2, path: Path):
+    # FFmpeg only: the fallback backends would try to read the file as an image sequence
+    try:
+        if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG):
+            return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    except AttributeError:
+        pass
+    return cv2.VideoCapture(str(path))
 
 
 def _frame_dirs(videos: list[Path]) -> dict[Path, Path]:
@@ -59,7 +81,7 @@ def _frame_dirs(videos: list[Path]) -> dict[Path, Path]:
 
 def _sample_video(cv2, path: Path, frame_rate: float):
     """Yield (frame index, BGR frame) for the frames kept at ``frame_rate`` per second."""
-    cap = cv2.VideoCapture(str(path))
+    cap = _open(cv2, path)
     try:
         if not cap.isOpened():
             return
@@ -147,11 +169,11 @@ def extract_videos(
             f"{summary.skipped_text()}"
         )
 
-    cv2 = _quiet_opencv()
+    cv2 = _opencv()
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in ("jpg", "jpeg") else []
     samples = []
     dirs = _frame_dirs(videos)
-    with StagingDir(tgt_dir) as staging:
+    with StagingDir(tgt_dir) as staging, _opencv_silenced(cv2):
         for rel in progress(videos, len(videos), "extract/videos", "video"):
             out_dir = dirs[rel]
             (staging.path / out_dir).mkdir(parents=True, exist_ok=True)
