@@ -129,7 +129,7 @@ def merge_gt(
 def _merge_into(first: dict, other: dict, where: str, conflicts: list[dict]) -> None:
     for field in ("image_label", "width", "height"):
         a, b = first.get(field), other.get(field)
-        empty = (None, -1, 0)
+        empty = (None, -1) if field == "image_label" else (None, 0)
         if a in empty and b not in empty:
             first[field] = b
             if field == "image_label":
