@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import weakref
 from pathlib import Path
 
 from antgo_mlflow.errors import ShardError
@@ -95,8 +96,26 @@ class LMDBShardWriter:
         return self.count
 
 
+# py-lmdb refuses to open an environment the process already has open, and a forked child
+# inherits the parent's open environments. Close them before every fork (readers reopen lazily).
+_OPEN_READERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_before_fork() -> None:
+    for reader in list(_OPEN_READERS):
+        reader.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_close_before_fork)
+
+
 class LMDBShardReader:
-    """Random access to one LMDB shard; the environment is opened lazily once per process."""
+    """Random access to one LMDB shard; the environment is opened lazily once per process.
+
+    Open environments are closed before the process forks (DataLoader workers), so each
+    worker opens its own.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -131,6 +150,7 @@ class LMDBShardReader:
             except lmdb.Error as exc:
                 raise ShardError(f"{self.path}: cannot open the KV shard ({exc})") from None
             self._pid = pid
+            _OPEN_READERS.add(self)
         return self._env
 
     def __len__(self) -> int:

@@ -1,0 +1,496 @@
+"""Shard datasets registered in DATASETS: ``TFDataset`` and ``KVDataset`` (map-style, random access
+through the index) and ``TFStreamDataset`` (iterable, for shards without an index).
+
+Each entry of ``data_folder`` / ``data_path_list`` (antgo used both names) is one *source*:
+a folder of shards, a shard prefix (``/data/train``), a ``-tfrecord``/``-kvrecord`` file, or a
+``-manifest.json``; antgo's trailing ``*`` is accepted. A folder with manifests uses exactly the
+shards they list; a folder without (antgo's shards) uses every shard file in it and checks that
+no shard of a ``-of-N`` set is missing. ``ratios`` gives one mixing weight per source, used by
+``samplers.build_sampler`` for per-sample mixing.
+
+A sample is the decoded record (``records.decode_sample``) plus ``label`` = ``image_label``.
+The image stays encoded bytes unless ``description['image'] == 'numpy'``, which decodes it to an
+HWC uint8 RGB array (``decode.decode_image``). With a ``description`` only its keys are decoded,
+as antgo did. Then ``pipeline`` runs (transforms from TRANSFORMS), then ``inputs_def['fields']``
+keeps (and ``alias`` renames) the listed fields.
+
+A missing ``-index`` file is an error naming the file (pass ``rebuild_index=True`` to rebuild it
+beside the shard, or use ``TFStreamDataset``). Every record read is checked against its CRCs: a
+corrupt record raises ShardError naming the file and record number. Files are opened lazily
+once per process, so DataLoader workers each use their own handles.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from antgo_mlflow.errors import ConfigError, DataError, ShardError
+from antgo_mlflow.registry import DATASETS
+
+_SET_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})-(?P<kind>tfrecord|kvrecord)$")
+_SUFFIX = {"tfrecord": "-tfrecord", "kv": "-kvrecord"}
+
+
+@dataclass
+class ShardSource:
+    """One data source: its shard files (in order), their manifest if any, and sample counts."""
+
+    entry: str
+    files: list[Path]
+    manifest: dict[str, Any] | None = None
+    manifest_path: Path | None = None
+    counts: list[int] = field(default_factory=list)
+
+
+def _entries(data_folder, data_path_list) -> list[str]:
+    out: list[str] = []
+    for value in (data_folder, data_path_list):
+        if value is None:
+            continue
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        out.extend(str(v) for v in value)
+    if not out:
+        raise ConfigError(
+            "dataset: give data_folder or data_path_list (shard folders, prefixes, files or "
+            "manifests)"
+        )
+    return out
+
+
+def _complete_set(files: list[Path], where: str) -> list[Path]:
+    """Sort antgo-style shard files and check that every ``-of-N`` set is complete."""
+    groups: dict[tuple[str, int], dict[int, Path]] = {}
+    loose: list[Path] = []
+    for f in files:
+        m = _SET_RE.match(f.name)
+        if not m:
+            loose.append(f)
+            continue
+        groups.setdefault((m["prefix"], int(m["n"])), {})[int(m["i"])] = f
+    out = sorted(loose)
+    for (prefix, n), members in sorted(groups.items()):
+        for i in range(n):
+            if i not in members:
+                sample = next(iter(members.values()))
+                name = f"{prefix}-{i:05d}-of-{n:05d}-{sample.name.rsplit('-', 1)[1]}"
+                raise ShardError(f"{sample.parent / name}: missing (shard set incomplete, {where})")
+        out.extend(members[i] for i in range(n))
+    return out
+
+
+def resolve_source(entry: str, fmt: str) -> ShardSource:
+    """Turn one ``data_path_list`` entry into its shard files (see the module docstring)."""
+    from antgo_mlflow.data.manifest import MANIFEST_SUFFIX, read_manifest, shard_files
+
+    suffix = _SUFFIX[fmt]
+    other = "KVDataset" if fmt == "tfrecord" else "TFDataset"
+    path = Path(entry.rstrip("*") or ".").expanduser()
+
+    def from_manifests(paths: list[Path]) -> ShardSource:
+        files, counts, manifests = [], [], []
+        for m in paths:
+            manifest = read_manifest(m)
+            if manifest["format"] != fmt:
+                raise ConfigError(f"{m}: holds {manifest['format']} shards; use {other}")
+            files.extend(shard_files(m, manifest))
+            counts.extend(int(s["count"]) for s in manifest["shards"])
+            manifests.append(manifest)
+        single = manifests[0] if len(manifests) == 1 else None
+        return ShardSource(entry, files, single, paths[0] if single else None, counts)
+
+    if path.name.endswith(MANIFEST_SUFFIX):
+        return from_manifests([path])
+    if path.is_file():
+        if not path.name.endswith(suffix):
+            raise ConfigError(f"{entry}: not a {suffix[1:]} shard file")
+        return ShardSource(entry, [path])
+    if path.is_dir():
+        manifests = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
+        manifests = [m for m in manifests if read_manifest(m)["format"] == fmt]
+        if manifests:
+            return from_manifests(manifests)
+        files = [f for f in path.iterdir() if f.name.endswith(suffix) and f.is_file()]
+        if not files:
+            raise DataError(f"{entry}: no {suffix[1:]} shards in this folder")
+        return ShardSource(entry, _complete_set(files, entry))
+    manifest = Path(str(path) + MANIFEST_SUFFIX)
+    if manifest.is_file():
+        return from_manifests([manifest])
+    files = [f for f in path.parent.glob(f"{path.name}-*-of-*{suffix}") if _SET_RE.match(f.name)]
+    if not files:
+        raise DataError(
+            f"{entry}: no {suffix[1:]} shards found (expected a folder, a {suffix} file, a shard "
+            f"prefix or a {MANIFEST_SUFFIX})"
+        )
+    return ShardSource(entry, _complete_set(files, entry))
+
+
+def _build_pipeline(cfgs) -> Callable[[dict], dict] | None:
+    if not cfgs:
+        return None
+    if callable(cfgs):
+        return cfgs
+    if all(callable(c) and not isinstance(c, dict) for c in cfgs):
+        transforms = list(cfgs)
+    else:
+        try:
+            from antgo_mlflow.data.transforms import build_pipeline
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("antgo_mlflow.data.transforms"):
+                raise ConfigError(
+                    "pipeline: transforms are not available (antgo_mlflow.data.transforms)"
+                ) from exc
+            raise
+        return build_pipeline(list(cfgs))
+
+    def run(sample):
+        for t in transforms:
+            sample = t(sample)
+        return sample
+
+    return run
+
+
+class _SampleMixin:
+    """Record bytes -> the sample dict the Runner sees (decode, label, image, pipeline, fields)."""
+
+    def _setup_sample(
+        self,
+        pipeline,
+        inputs_def,
+        description,
+        weak_pipeline=None,
+        strong_pipeline=None,
+        auto_ext_info=None,
+    ) -> None:
+        self.description = dict(description) if description else None
+        self._keys = None
+        if self.description:
+            keys = set(self.description)
+            if "label" in keys:
+                keys.add("image_label")
+            self._keys = keys
+        self._decode_numpy = bool(self.description and self.description.get("image") == "numpy")
+        self.pipeline = _build_pipeline(pipeline)
+        self.weak_pipeline = _build_pipeline(weak_pipeline)
+        self.strong_pipeline = _build_pipeline(strong_pipeline)
+        self.auto_ext_info = list(auto_ext_info or [])
+        self._fields = self._alias = None
+        if inputs_def:
+            if not isinstance(inputs_def, dict) or "fields" not in inputs_def:
+                raise ConfigError(
+                    "inputs_def: expected a dict with 'fields' (and optional 'alias')"
+                )
+            self._fields = list(inputs_def["fields"])
+            self._alias = list(inputs_def.get("alias") or self._fields)
+            if len(self._alias) != len(self._fields):
+                raise ConfigError("inputs_def.alias: needs one name per entry of 'fields'")
+
+    def _make_sample(self, data: bytes, index: int, where: str):
+        from antgo_mlflow.data.decode import decode_image
+        from antgo_mlflow.data.records import decode_features, parse_example
+
+        raw = parse_example(data)
+        if self._keys is not None:
+            raw = {k: v for k, v in raw.items() if k in self._keys or k.startswith("__")}
+        sample = decode_features(raw, self.description)
+        if "label" not in sample and "image_label" in sample:
+            sample["label"] = sample["image_label"]
+        if self.description:
+            missing = [k for k in self.description if k not in sample]
+            if missing:
+                raise DataError(
+                    f"{where}: description asks for {missing} but the record has "
+                    f"{sorted(k for k in raw if not k.startswith('__'))}"
+                )
+            if "image_label" not in self.description:
+                sample.pop("image_label", None)
+        image = sample.get("image")
+        if self._decode_numpy and isinstance(image, bytes):
+            try:
+                sample["image"] = decode_image(image)
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from None
+        for key in self.auto_ext_info:
+            sample.setdefault(key, str(index))
+        return self._apply(sample)
+
+    def _arrange(self, sample):
+        if self._fields is None:
+            return sample
+        out = {}
+        for alias, name in zip(self._alias, self._fields, strict=True):
+            if name not in sample:
+                raise DataError(
+                    f"inputs_def.fields: {name!r} is not in the sample (has {sorted(sample)})"
+                )
+            out[alias] = sample[name]
+        return out
+
+    def _apply(self, sample):
+        if self.weak_pipeline is not None or self.strong_pipeline is not None:
+            weak = self.weak_pipeline(copy.deepcopy(sample)) if self.weak_pipeline else sample
+            strong = self.strong_pipeline(copy.deepcopy(weak)) if self.strong_pipeline else weak
+            if self.pipeline is not None:
+                weak, strong = self.pipeline(weak), self.pipeline(strong)
+            return [self._arrange(weak), self._arrange(strong)]
+        if self.pipeline is not None:
+            sample = self.pipeline(sample)
+        return self._arrange(sample)
+
+
+def _check_unsupported(data_server, compression_type) -> None:
+    if data_server:
+        raise ConfigError(
+            "data_server: RabbitMQ data streams are not supported; pack the data into shards "
+            "(antgo tool package/tfrecord) and list them in data_path_list"
+        )
+    if compression_type not in (None, ""):
+        raise ConfigError(f"compression_type: {compression_type!r} is not supported (only None)")
+
+
+class _ShardDataset(_SampleMixin, Dataset):
+    FORMAT = "tfrecord"
+
+    def __init__(
+        self,
+        data_folder=None,
+        data_path_list=None,
+        pipeline=None,
+        inputs_def=None,
+        description=None,
+        ratios: Sequence[float] | None = None,
+        weak_pipeline=None,
+        strong_pipeline=None,
+        auto_ext_info=None,
+        verify: bool = False,
+        rebuild_index: bool = False,
+        shuffle_queue_size=None,
+        sample_num_equalizer=None,
+        infinite=None,
+        compression_type=None,
+        data_server=None,
+    ):
+        _check_unsupported(data_server, compression_type)
+        self.sources = [
+            resolve_source(e, self.FORMAT) for e in _entries(data_folder, data_path_list)
+        ]
+        if verify:
+            from antgo_mlflow.data.manifest import verify_shards
+
+            for s in self.sources:
+                if s.manifest_path is not None:
+                    verify_shards(s.manifest_path)
+        self.readers: list[Any] = []
+        source_sizes = []
+        for source in self.sources:
+            size = 0
+            for k, f in enumerate(source.files):
+                reader = self._open_reader(f, rebuild_index)
+                if source.counts and source.counts[k] != len(reader):
+                    raise ShardError(
+                        f"{f}: has {len(reader)} records but its manifest says {source.counts[k]}"
+                    )
+                self.readers.append(reader)
+                size += len(reader)
+            source_sizes.append(size)
+        self.source_sizes = source_sizes
+        counts = np.array([len(r) for r in self.readers], dtype=np.int64)
+        self._ends = np.cumsum(counts)
+        self._starts = self._ends - counts
+        self._len = int(self._ends[-1]) if len(counts) else 0
+        if ratios is not None and len(ratios) != len(self.sources):
+            raise ConfigError(
+                f"ratios: {len(ratios)} values for {len(self.sources)} data sources (one per entry)"
+            )
+        self.ratios = list(ratios) if ratios is not None else None
+        self._setup_sample(
+            pipeline, inputs_def, description, weak_pipeline, strong_pipeline, auto_ext_info
+        )
+
+    def _open_reader(self, path: Path, rebuild_index: bool):
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self._len
+
+    def locate(self, index: int) -> tuple[Any, int]:
+        """``(reader, record number in that shard)`` for global ``index``."""
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(f"index {index} out of range for {self._len} samples")
+        shard = int(np.searchsorted(self._ends, index, side="right"))
+        return self.readers[shard], int(index - self._starts[shard])
+
+    def read_record(self, index: int) -> bytes:
+        """The raw serialized record of sample ``index``."""
+        reader, local = self.locate(index)
+        return reader.read(local)
+
+    def __getitem__(self, index):
+        reader, local = self.locate(int(index))
+        return self._make_sample(reader.read(local), int(index), f"{reader.path}: record {local}")
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names from the first manifest that has them."""
+        for s in self.sources:
+            if s.manifest and s.manifest.get("class_names"):
+                return list(s.manifest["class_names"])
+        return []
+
+    @property
+    def digest(self) -> str:
+        """A content digest (from the manifests' digests, or file names and sizes without one)."""
+        import hashlib
+
+        h = hashlib.sha256(self.FORMAT.encode())
+        for s in self.sources:
+            if s.manifest is not None:
+                h.update(s.manifest["digest"].encode())
+            else:
+                for f in s.files:
+                    h.update(f"{f.name}:{f.stat().st_size};".encode())
+        return h.hexdigest()[:16]
+
+
+@DATASETS.register_module()
+class TFDataset(_ShardDataset):
+    """Map-style dataset over TFRecord shards (random access through the ``-index`` files).
+
+    Args:
+        data_folder / data_path_list: one entry or a list; each a folder, a shard prefix, a
+            ``-tfrecord`` file or a ``-manifest.json`` (antgo's two argument names).
+        pipeline: transform configs (TRANSFORMS) or callables ``sample -> sample``.
+        inputs_def: ``{'fields': [...], 'alias': [...]}``: keep (and rename) these fields.
+        description: antgo's ``{key: 'numpy'|'str'|'int'|'float'|'dict'|'byte'}``; only these
+            keys are decoded; ``'image': 'numpy'`` decodes the image to HWC uint8 RGB.
+        ratios: one mixing weight per entry (used by ``samplers.build_sampler``).
+        weak_pipeline, strong_pipeline: semi-supervised pair (returns ``[weak, strong]``).
+        auto_ext_info: keys set to the sample index (as a string) when absent.
+        verify: check every shard's sha256 against its manifest at construction.
+        rebuild_index: rebuild a missing ``-index`` beside its shard instead of failing.
+        shuffle_queue_size, sample_num_equalizer, infinite: accepted for antgo configs and
+            ignored (map-style reading shuffles globally; samplers pad ranks).
+        compression_type, data_server: only ``None`` is supported.
+
+    Example:
+        >>> ds = TFDataset(data_path_list=["shards/train"], description={"image": "numpy"})
+    """
+
+    FORMAT = "tfrecord"
+
+    def _open_reader(self, path: Path, rebuild_index: bool):
+        from antgo_mlflow.data.tfrecord import TFRecordShardReader, build_index, index_path_for
+
+        if not path.is_file():
+            raise ShardError(f"{path}: no such shard file")
+        if rebuild_index and not index_path_for(path).is_file():
+            build_index(path)
+        return TFRecordShardReader(path)
+
+
+@DATASETS.register_module()
+class KVDataset(_ShardDataset):
+    """Map-style dataset over LMDB shards (``package/kv``); arguments as ``TFDataset``."""
+
+    FORMAT = "kv"
+
+    def _open_reader(self, path: Path, rebuild_index: bool):
+        from antgo_mlflow.data.lmdb_store import LMDBShardReader
+
+        return LMDBShardReader(path)
+
+
+@DATASETS.register_module()
+class TFStreamDataset(_SampleMixin, IterableDataset):
+    """Iterable dataset reading TFRecord shards front to back; no index needed.
+
+    Records are dealt round-robin to ranks x DataLoader workers by their position, so every
+    record is yielded exactly once per epoch whatever the number of files. ``shuffle_queue_size``
+    > 0 shuffles within a buffer (seeded by ``seed`` and the epoch, see ``set_epoch``).
+    Other arguments as ``TFDataset``.
+    """
+
+    def __init__(
+        self,
+        data_folder=None,
+        data_path_list=None,
+        pipeline=None,
+        inputs_def=None,
+        description=None,
+        shuffle_queue_size: int = 0,
+        seed: int = 0,
+        weak_pipeline=None,
+        strong_pipeline=None,
+        auto_ext_info=None,
+        compression_type=None,
+        data_server=None,
+    ):
+        _check_unsupported(data_server, compression_type)
+        sources = [resolve_source(e, "tfrecord") for e in _entries(data_folder, data_path_list)]
+        self.files = [f for s in sources for f in s.files]
+        self.shuffle_queue_size = int(shuffle_queue_size or 0)
+        self.seed, self.epoch = int(seed), 0
+        self._setup_sample(
+            pipeline, inputs_def, description, weak_pipeline, strong_pipeline, auto_ext_info
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _records(self) -> Iterator[tuple[int, str, bytes]]:
+        from antgo_mlflow.data.samplers import _dist_info
+        from antgo_mlflow.data.tfrecord import iter_frames
+
+        worlds, rank = _dist_info(None, None)
+        info = torch.utils.data.get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        step, me = worlds * workers, rank * workers + wid
+        position = 0
+        for f in self.files:
+            for i, (_, _, data) in enumerate(iter_frames(f)):
+                if position % step == me:
+                    yield position, f"{f}: record {i}", data
+                position += 1
+
+    def __iter__(self):
+        items = self._records()
+        if self.shuffle_queue_size > 0:
+            items = _buffer_shuffle(items, self.shuffle_queue_size, [self.seed, self.epoch])
+        for position, where, data in items:
+            yield self._make_sample(data, position, where)
+
+
+def _buffer_shuffle(items, size: int, seed) -> Iterator:
+    rng = np.random.default_rng(seed)
+    buffer = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        j = int(rng.integers(size))
+        yield buffer[j]
+        buffer[j] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def build_dataset(cfg: dict) -> Dataset:
+    """``DATASETS.build(cfg)`` (kept here so callers need not know the registry)."""
+    return DATASETS.build(cfg)
+
+
+__all__ = ["KVDataset", "ShardSource", "TFDataset", "TFStreamDataset", "resolve_source"]
