@@ -60,6 +60,9 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": ["antgo=antgo_mlflow.cli.main:main"],
+        "mlflow.run_context_provider": [
+            "antgo=antgo_mlflow.project.context_provider:AntgoContextProvider"
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
