@@ -1,0 +1,327 @@
+"""Experiments ("exps") of a project: scaffold + record, list runs as a table, and run ``train``.
+
+An exp is a group of the project's runs tagged ``antgo.exp=<exp>``; ``antgo create exp`` also
+records it as project tag ``antgo.exp.<exp>`` (JSON ``{recipe, folder, created_by, created_at}``).
+
+How a folder is marked as belonging to an antgo project (used by ``context_provider`` and by
+``antgo train``): an ``antgo:`` section in its ``MLproject`` file::
+
+    antgo:
+      project: mycls
+      exp: mycls1
+
+``create exp`` writes that section into the scaffold's MLproject; environment variables
+``ANTGO_PROJECT`` / ``ANTGO_EXP`` override it (``antgo train`` sets them for the child process).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from antgo_mlflow.errors import TrackingError, UsageError
+from antgo_mlflow.fileio import atomic_write_text
+from antgo_mlflow.project.projects import (
+    EXP_PREFIX,
+    KIND_SETTINGS,
+    TAG_EXP,
+    TAG_KIND,
+    TAG_PROJECT,
+    check_name,
+    get_client,
+    get_project,
+    project_metric,
+    utc_now,
+    whoami,
+)
+
+ENV_PROJECT = "ANTGO_PROJECT"
+ENV_EXP = "ANTGO_EXP"
+MLPROJECT = "MLproject"
+
+
+# -- MLproject marker --------------------------------------------------------------------------
+def read_marker(mlproject: Path) -> dict[str, str]:
+    """The ``antgo:`` section of an MLproject file (``{}`` when absent)."""
+    import yaml
+
+    data = yaml.safe_load(mlproject.read_text(encoding="utf-8")) or {}
+    section = data.get("antgo") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        return {}
+    return {k: str(v) for k, v in section.items() if k in ("project", "exp") and v}
+
+
+def write_marker(mlproject: Path, project: str, exp: str | None) -> None:
+    """Add or replace the ``antgo:`` section of an MLproject file, keeping the rest verbatim."""
+    lines = mlproject.read_text(encoding="utf-8").splitlines()
+    out, skipping = [], False
+    for line in lines:
+        if line.startswith("antgo:"):
+            skipping = True
+            continue
+        if skipping and (line.startswith((" ", "\t")) or not line.strip()):
+            continue
+        skipping = False
+        out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    section = [
+        "",
+        "# antgo project marker: runs started here get tags antgo.project / antgo.exp",
+        "antgo:",
+        f"  project: {project}",
+    ]
+    if exp:
+        section.append(f"  exp: {exp}")
+    atomic_write_text(mlproject, "\n".join(out + section) + "\n")
+
+
+def find_marker(start: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{project, exp}`` for a folder: env vars first, then the nearest MLproject upwards."""
+    found: dict[str, str] = {}
+    here = Path(start or os.getcwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / MLPROJECT
+        if candidate.is_file():
+            found = read_marker(candidate)
+            break
+    if os.environ.get(ENV_PROJECT):
+        found = {"project": os.environ[ENV_PROJECT]}
+    if os.environ.get(ENV_EXP):
+        found["exp"] = os.environ[ENV_EXP]
+    return found
+
+
+# -- create / list -----------------------------------------------------------------------------
+def _scaffold(name: str, tgt: Path, recipe: str | None) -> None:
+    try:
+        from antgo_mlflow.tools.scaffold import create_mvp
+    except ImportError as exc:
+        raise UsageError(
+            "'antgo create exp' needs 'antgo create mvp' (antgo_mlflow.tools.scaffold), which is not installed"
+        ) from exc
+    params = inspect.signature(create_mvp).parameters
+    if recipe and "recipe" in params:
+        create_mvp(name, str(tgt), force=False, recipe=recipe)
+    elif recipe and recipe != "cifar10":
+        create_mvp(f"{name}/{recipe}", str(tgt), force=False)  # antgo's --name=<exp>/<template>
+    else:
+        create_mvp(name, str(tgt), force=False)
+
+
+def create_exp(
+    project: str, name: str, recipe: str | None = None, tgt: str | os.PathLike = "."
+) -> dict:
+    """Scaffold exp ``name`` under ``tgt`` (``create mvp``) and record it on ``project``."""
+    check_name(name, "--name")
+    if recipe:
+        check_name(recipe, "--recipe")
+    client = get_client()
+    experiment = get_project(project, client)
+    if EXP_PREFIX + name in experiment.tags:
+        raise TrackingError(f"--name={name}: project {project} already has this exp")
+    tgt = Path(tgt).absolute()
+    _scaffold(name, tgt, recipe)
+    folder = tgt / name
+    # Mark the scaffold as part of the project: its own MLproject if it has one, else the target's.
+    for candidate in (folder / MLPROJECT, tgt / MLPROJECT):
+        if candidate.is_file():
+            write_marker(candidate, project, name if candidate.parent == folder else None)
+            break
+    record = {
+        "recipe": recipe or "cifar10",
+        "folder": str(folder),
+        "created_by": whoami(),
+        "created_at": utc_now(),
+    }
+    client.set_experiment_tag(
+        experiment.experiment_id, EXP_PREFIX + name, json.dumps(record, sort_keys=True)
+    )
+    return {"exp": name, **record}
+
+
+def list_exps(project: str, client=None) -> dict[str, dict]:
+    """Exps of the project: recorded ones plus any exp name found on its runs."""
+    client = client or get_client()
+    experiment = get_project(project, client)
+    out: dict[str, dict] = {}
+    for key, value in experiment.tags.items():
+        if key.startswith(EXP_PREFIX):
+            try:
+                out[key[len(EXP_PREFIX) :]] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key[len(EXP_PREFIX) :]] = {}
+    for run in _project_runs(client, experiment):
+        name = run.data.tags.get(TAG_EXP)
+        if name and name not in out:
+            out[name] = {"recorded": False}
+    return dict(sorted(out.items()))
+
+
+def _project_runs(client, experiment, max_results: int = 1000) -> list:
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        order_by=project_metric(experiment).order_by(),
+        max_results=max_results,
+    )
+    return [r for r in runs if r.data.tags.get(TAG_KIND) != KIND_SETTINGS]
+
+
+def _key_params(params: dict[str, str], limit: int = 4) -> dict[str, str]:
+    preferred = ("lr", "optimizer.lr", "max_epochs", "batch_size", "model.type")
+    keys = [k for k in preferred if k in params] + sorted(k for k in params if k not in preferred)
+    return {k: params[k] for k in keys[:limit]}
+
+
+def runs_table(
+    project: str, exp: str | None = None, metric: str | None = None, client=None
+) -> list[dict]:
+    """Rows ``{id, exp, status, start, duration_s, params, metrics}`` sorted by the project metric."""
+    client = client or get_client()
+    experiment = get_project(project, client)
+    rank = project_metric(experiment)
+    if metric:
+        from antgo_mlflow.project.projects import parse_metric
+
+        rank = parse_metric(metric)
+    runs = _project_runs(client, experiment)
+    if exp:
+        runs = [r for r in runs if r.data.tags.get(TAG_EXP) == exp]
+    if rank.name:
+        sign = -1 if rank.mode == "max" else 1
+        runs.sort(
+            key=lambda r: (
+                rank.name not in r.data.metrics,
+                sign * r.data.metrics.get(rank.name, 0.0),
+                -r.info.start_time,
+            )
+        )
+    rows = []
+    for run in runs:
+        info = run.info
+        end = info.end_time or (int(time.time() * 1000) if info.status == "RUNNING" else None)
+        metrics = dict(sorted(run.data.metrics.items()))
+        if rank.name and rank.name in metrics:
+            metrics = {rank.name: metrics.pop(rank.name), **metrics}
+        rows.append(
+            {
+                "id": info.run_id,
+                "exp": run.data.tags.get(TAG_EXP, ""),
+                "name": info.run_name,
+                "status": info.status,
+                "start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.start_time / 1000))
+                if info.start_time
+                else "",
+                "duration_s": round((end - info.start_time) / 1000, 1)
+                if end and info.start_time
+                else None,
+                "params": _key_params(run.data.params),
+                "metrics": dict(list(metrics.items())[:4]),
+            }
+        )
+    return rows
+
+
+def best_runs(project: str, client=None) -> dict[str, dict]:
+    """The best run per exp (first row per exp of ``runs_table``, finished runs first)."""
+    best: dict[str, dict] = {}
+    rows = runs_table(project, client=client)
+    for row in sorted(rows, key=lambda r: r["status"] != "FINISHED"):
+        if row["exp"] and row["exp"] not in best:
+            best[row["exp"]] = row
+    return best
+
+
+# -- train -------------------------------------------------------------------------------------
+def exp_folder(
+    project: str, exp: str, experiment=None, cwd: str | os.PathLike | None = None
+) -> Path:
+    """The folder whose MLproject runs exp ``exp``: ``./<exp>``, then the recorded folder, then ``.``."""
+    cwd = Path(cwd or os.getcwd()).absolute()
+    candidates = [cwd / exp]
+    if experiment is not None and EXP_PREFIX + exp in experiment.tags:
+        try:
+            folder = json.loads(experiment.tags[EXP_PREFIX + exp]).get("folder")
+        except json.JSONDecodeError:
+            folder = None
+        if folder:
+            candidates.append(Path(folder))
+            candidates.append(Path(folder).parent)
+    candidates.append(cwd)
+    for folder in candidates:
+        if (folder / MLPROJECT).is_file():
+            return folder
+    raise UsageError(
+        f"--exp={exp}: no MLproject in {candidates[0]} or {cwd} (run 'antgo create exp' first)"
+    )
+
+
+def train(
+    project: str,
+    exp: str,
+    gpu_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    entry_point: str = "train",
+) -> dict:
+    """Run the exp's MLproject ``train`` entry point locally into the project's experiment.
+
+    The run is tagged ``antgo.project``/``antgo.exp``; ``gpu_id`` sets ``CUDA_VISIBLE_DEVICES``
+    (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
+    ``{run_id, status}``; a failed run raises one line naming the run.
+    """
+    import mlflow.projects
+    from mlflow.exceptions import ExecutionException
+    from mlflow.projects._project_spec import load_project
+
+    check_name(exp, "--exp")
+    client = get_client()
+    experiment = get_project(project, client)
+    folder = exp_folder(project, exp, experiment)
+    spec = load_project(str(folder))
+    if entry_point not in spec._entry_points and not entry_point.endswith((".py", ".sh")):
+        raise UsageError(
+            f"{folder / MLPROJECT}: no entry point {entry_point!r} (has {', '.join(spec._entry_points) or 'none'})"
+        )
+    params = {k: str(v) for k, v in (params or {}).items()}
+    declared = (
+        spec._entry_points[entry_point].parameters if entry_point in spec._entry_points else {}
+    )
+    env_backup = {k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES")}
+    os.environ[ENV_PROJECT], os.environ[ENV_EXP] = project, exp
+    if gpu_id is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(gpu_id) == "-1" else str(gpu_id)
+        for name in ("gpu-id", "gpu_id"):
+            if name in declared:
+                params.setdefault(name, str(gpu_id))
+    try:
+        submitted = mlflow.projects.run(
+            str(folder),
+            entry_point=entry_point,
+            parameters=params,
+            experiment_id=experiment.experiment_id,
+            env_manager="local",
+            synchronous=False,
+        )
+        # mlflow.projects creates the run without context providers: tag it here.
+        client.set_tag(submitted.run_id, TAG_PROJECT, project)
+        client.set_tag(submitted.run_id, TAG_EXP, exp)
+        ok = submitted.wait()
+    except ExecutionException as exc:
+        raise UsageError(f"{folder / MLPROJECT}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        for key, value in env_backup.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    status = client.get_run(submitted.run_id).info.status
+    if not ok:
+        raise TrackingError(
+            f"train run {submitted.run_id} of exp {exp} failed (status {status}); see its logs above"
+        )
+    return {"run_id": submitted.run_id, "status": status, "folder": str(folder)}

@@ -1,0 +1,166 @@
+"""Project settings: ``antgo update project/submitter|label|semi|distillation|activelearning``.
+
+Each setting is ``{method, config, source, sha256, updated_by, updated_at}`` stored as project tag
+``antgo.settings.<kind>`` (or, when large, as a JSON artifact of the settings run; see
+``projects.put_json_tag``). ``--name`` picks a built-in method, ``--config`` a Python config file;
+both empty clears the setting. Later workflows read them with ``get_setting``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from antgo_mlflow.errors import ConfigError, UsageError
+from antgo_mlflow.project.projects import (
+    SETTINGS_PREFIX,
+    delete_tag,
+    get_client,
+    get_project,
+    put_json_tag,
+    read_json_tag,
+    utc_now,
+    whoami,
+)
+
+#: Built-in method names per setting (antgo's names); ``--config`` may name any method.
+BUILTINS: dict[str, tuple[str, ...]] = {
+    "submitter": ("local", "ssh", "custom"),
+    "label": (),
+    "semi": ("dense", "detmpl", "mpl"),
+    "distillation": ("reviewkd",),
+    "activelearning": ("ac",),
+}
+KINDS = tuple(BUILTINS)
+LABEL_TYPES = ("CLASS", "RECT", "POINT", "POLYGON", "SKELETON")
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in BUILTINS:
+        raise UsageError(
+            f"project/{kind}: no such setting (choose {', '.join('project/' + k for k in KINDS)})"
+        )
+    return kind
+
+
+def validate_label(cfg: dict, where: str) -> dict:
+    """Check a label config: ``type`` in CLASS..SKELETON, ``category`` names, ``meta.skeleton`` pairs.
+
+    SKELETON requires a non-empty ``meta.skeleton`` (antgo's check was inverted).
+    """
+    kind = cfg.get("type")
+    if kind not in LABEL_TYPES:
+        raise ConfigError(f"{where}: type={kind!r} must be one of {', '.join(LABEL_TYPES)}")
+    category = cfg.get("category", [])
+    if not isinstance(category, (list, tuple)) or not all(
+        isinstance(c, str) and c for c in category
+    ):
+        raise ConfigError(f"{where}: category must be a list of class names")
+    if len(set(category)) != len(category):
+        raise ConfigError(f"{where}: category has duplicate names")
+    if kind in ("CLASS", "RECT", "POLYGON") and not category:
+        raise ConfigError(f"{where}: type={kind} needs a non-empty category list")
+    meta = cfg.get("meta", {}) or {}
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: meta must be a dict")
+    skeleton = meta.get("skeleton", [])
+    if kind == "SKELETON" and not skeleton:
+        raise ConfigError(f"{where}: type=SKELETON needs meta.skeleton=[[i, j], ...]")
+    if skeleton:
+        ok = isinstance(skeleton, (list, tuple)) and all(
+            isinstance(p, (list, tuple))
+            and len(p) == 2
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in p)
+            for p in skeleton
+        )
+        if not ok:
+            raise ConfigError(
+                f"{where}: meta.skeleton must be a list of [i, j] pairs of point indices"
+            )
+    return {
+        "type": kind,
+        "category": list(category),
+        "meta": {**meta, "skeleton": [list(p) for p in skeleton]},
+    }
+
+
+def _validate_submitter(cfg: dict, where: str) -> dict:
+    method = cfg.get("method", "local")
+    if method not in BUILTINS["submitter"]:
+        raise ConfigError(
+            f"{where}: method={method!r} must be one of {', '.join(BUILTINS['submitter'])}"
+        )
+    for key in ("gpu_num", "cpu_num", "memory"):
+        value = cfg.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where}: {key}={value!r} must be an integer >= 0")
+    return cfg
+
+
+def _load_config(path: str, kind: str) -> tuple[dict, str]:
+    from antgo_mlflow.config import Config
+
+    cfg = Config.fromfile(path)
+    data = cfg.to_dict()
+    if not data:
+        raise ConfigError(f"{cfg.filename}: the config for project/{kind} defines nothing")
+    return data, cfg.filename or path
+
+
+def update_setting(
+    project: str, kind: str, config: str | None = None, name: str | None = None
+) -> dict | None:
+    """Validate and store setting ``kind`` of ``project``; both ``name`` and ``config`` empty clears it.
+
+    Returns the stored setting, or None after clearing.
+    """
+    _check_kind(kind)
+    client = get_client()
+    experiment = get_project(project, client)
+    key = SETTINGS_PREFIX + kind
+    if not name and not config:
+        delete_tag(client, experiment, key)
+        return None
+    if name and BUILTINS[kind] and not config and name not in BUILTINS[kind]:
+        raise UsageError(
+            f"--name={name}: no built-in project/{kind} (choose {', '.join(BUILTINS[kind])} or give --config)"
+        )
+    if kind == "label" and not config:
+        raise UsageError(
+            "project/label needs --config=<label_config.py> (type, category, meta.skeleton)"
+        )
+    data: dict[str, Any] = {}
+    source = None
+    if config:
+        data, source = _load_config(config, kind)
+        if kind == "label":
+            data = validate_label(data, source)
+        elif kind == "submitter":
+            data = _validate_submitter(data, source)
+    method = name or data.get("method") or data.get("type") or "custom"
+    text = json.dumps(data, sort_keys=True, default=str)
+    setting = {
+        "method": method,
+        "config": json.loads(text),
+        "source": source,
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "updated_by": whoami(),
+        "updated_at": utc_now(),
+    }
+    put_json_tag(client, experiment, key, setting)
+    return setting
+
+
+def get_setting(project: str, kind: str, client=None) -> dict | None:
+    """The stored setting ``kind`` of ``project`` (None when unset)."""
+    _check_kind(kind)
+    client = client or get_client()
+    return read_json_tag(get_project(project, client), SETTINGS_PREFIX + kind, client)
+
+
+def all_settings(project: str, client=None) -> dict[str, dict | None]:
+    """Every setting kind of ``project``: ``{kind: setting or None}``."""
+    client = client or get_client()
+    experiment = get_project(project, client)
+    return {kind: read_json_tag(experiment, SETTINGS_PREFIX + kind, client) for kind in KINDS}
