@@ -302,11 +302,17 @@ class KLDivLoss(nn.Module):
             raise ConfigError(
                 f"{path}.reduction: expected batchmean/mean/sum/none, got {reduction!r}"
             )
+        self._path = path
         self.temperature = float(temperature)
         self.loss_weight = float(loss_weight)
         self.reduction = reduction
 
     def forward(self, pred, target, weight=None):
+        if target.shape != pred.shape:
+            raise ConfigError(
+                f"{self._path}: KLDivLoss needs teacher logits of shape {tuple(pred.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
         t = self.temperature
         log_student = F.log_softmax(pred / t, dim=1)
         log_teacher = F.log_softmax(target.detach().to(pred.dtype) / t, dim=1)
