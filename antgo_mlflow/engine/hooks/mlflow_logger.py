@@ -1,0 +1,517 @@
+"""MlflowLoggerHook: the training run in MLflow (params, config, metrics, checkpoints, model, datasets).
+
+Everything goes through ``MlflowClient`` with an explicit run id, so several runs may be alive in
+one process (HPO). Step metrics are sent every ``log_config.interval`` iterations as one
+asynchronous ``log_batch`` and awaited at the end of each epoch and at exit. The run ends FINISHED,
+FAILED on an exception, or KILLED on SIGTERM/Ctrl-C; a run resumed from a checkpoint is the same
+run, reopened, with steps continuing where they stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from antgo_mlflow.engine.hooks.base import Hook
+from antgo_mlflow.errors import TrackingError
+from antgo_mlflow.registry import HOOKS
+
+log = logging.getLogger(__name__)
+
+PARAM_VALUE_LIMIT = 6000  # MLflow's limit on a param value
+PARAM_KEY_LIMIT = 250
+BATCH_PARAMS = 100
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+RUN_ID_FILE_ENV = "ANTGO_RUN_ID_FILE"  # set by the DDP launcher: rank 0 writes the run id there
+_DATA_PATH_KEYS = (
+    "data_path_list",
+    "data_path",
+    "data_folder",
+    "data_root",
+    "dir",
+    "root",
+    "path",
+    "ann_file",
+    "src",
+)
+
+
+def experiment_name(cfg: Mapping) -> str:
+    """The experiment a new run goes to: ``experiment_name``, $MLFLOW_EXPERIMENT_NAME, ``project``."""
+    return str(
+        cfg.get("experiment_name")
+        or os.environ.get(EXPERIMENT_ENV)
+        or cfg.get("project")
+        or "Default"
+    )
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise TrackingError(f"experiment {name!r} is deleted; restore it or pick another name")
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:  # created concurrently by another process
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _param_items(flat: Mapping[str, Any]) -> list[Param]:
+    params = []
+    for key, value in flat.items():
+        text = json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
+        params.append(Param(str(key)[:PARAM_KEY_LIMIT], text[:PARAM_VALUE_LIMIT]))
+    return params
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _source(uri: str):
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return resolve_dataset_source(uri)
+    except Exception:  # not a URI any registered source understands
+        return CodeDatasetSource({"antgo.source": uri})
+
+
+def _config_paths(data_cfg: Any) -> list[str]:
+    paths: list[str] = []
+    if isinstance(data_cfg, Mapping):
+        for key, value in data_cfg.items():
+            if key in _DATA_PATH_KEYS:
+                items = value if isinstance(value, (list, tuple)) else [value]
+                paths.extend(str(v) for v in items if isinstance(v, (str, os.PathLike)))
+            elif isinstance(value, Mapping) or (
+                isinstance(value, (list, tuple)) and key not in ("pipeline",)
+            ):
+                for sub in value.values() if isinstance(value, Mapping) else value:
+                    paths.extend(_config_paths(sub))
+    return paths
+
+
+def _file_fingerprint(path: str) -> Any:
+    p = Path(path)
+    try:
+        if p.is_file():
+            st = p.stat()
+            return [path, st.st_size, int(st.st_mtime)]
+        if p.is_dir():
+            return [
+                path,
+                sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.is_file())[:1000],
+            ]
+    except OSError:
+        pass
+    return [path]
+
+
+def dataset_inputs(
+    dataset: Any, data_cfg: Mapping | None, split: str, context: str
+) -> list[DatasetInput]:
+    """``mlflow.data`` inputs for a dataset: one per shard manifest if the dataset exposes
+    ``.manifests`` (digest from the manifest), else one from the config's data paths."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    inputs = []
+    tags = [InputTag("mlflow.data.context", context)]
+    manifests = getattr(dataset, "manifests", None) or []
+    sources = list(getattr(dataset, "sources", None) or [])
+    for i, manifest in enumerate(manifests):
+        if not isinstance(manifest, Mapping):
+            continue
+        uri = str(
+            manifest.get("path")
+            or manifest.get("uri")
+            or (sources[i] if i < len(sources) else split)
+        )
+        name = str(manifest.get("name") or manifest.get("prefix") or Path(uri).name or split)
+        digest = str(manifest.get("digest") or _digest(manifest))[:36]
+        ds = MetaDataset(_source(uri), name=name, digest=digest)
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=list(tags)))
+    if inputs:
+        return inputs
+    paths = [str(s) for s in sources] or _config_paths(data_cfg)
+    uri = paths[0] if paths else f"config:data.{split}"
+    type_name = (data_cfg or {}).get("type") if isinstance(data_cfg, Mapping) else None
+    name = f"{type_name or 'dataset'}:{split}"
+    try:
+        count = len(dataset)
+    except TypeError:
+        count = None
+    digest = _digest({"paths": [_file_fingerprint(p) for p in paths], "cfg": data_cfg, "n": count})
+    ds = MetaDataset(_source(uri), name=name, digest=digest)
+    return [DatasetInput(ds._to_mlflow_entity(), tags=list(tags))]
+
+
+def _pip_requirements() -> list[str]:
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+    ]
+
+
+def log_torch_model(
+    client: MlflowClient, run_id: str, model: torch.nn.Module, example: np.ndarray
+) -> str | None:
+    """Log ``model`` as the run's ``model`` (pt2 with signature and input example; pickle fallback)."""
+    from mlflow.models import infer_signature
+
+    cpu_model = copy.deepcopy(model).cpu().eval()
+    example = np.ascontiguousarray(example.astype(np.float32))
+    with torch.inference_mode():
+        output = cpu_model(torch.from_numpy(example))
+    if isinstance(output, torch.Tensor):
+        signature = infer_signature(example, output.float().numpy())
+    else:
+        signature = infer_signature(example)
+    kwargs = dict(
+        name="model",
+        input_example=example,
+        signature=signature,
+        pip_requirements=_pip_requirements(),
+        run_id=run_id,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            info = mlflow.pytorch.log_model(cpu_model, **kwargs)
+        except Exception as exc:  # torch.export cannot trace every model: keep a pickled one
+            log.warning("pt2 export of the model failed (%s); logging it in pickle format", exc)
+            info = mlflow.pytorch.log_model(cpu_model, serialization_format="pickle", **kwargs)
+    return getattr(info, "model_uri", None)
+
+
+@HOOKS.register_module()
+class MlflowLoggerHook(Hook):
+    """Log the run to MLflow (rank 0 only; the Runner adds it by default).
+
+    Args:
+        interval: iterations between step-metric batches (default ``log_config.interval``).
+        log_model: log the final model with ``mlflow.pytorch.log_model``.
+        log_artifacts: ``'best'``/``'all'``/``'none'``; default ``checkpoint_config.log_artifacts``.
+        run_name: name of a newly created run.
+        tags: extra tags for the run.
+    """
+
+    priority = "VERY_LOW"
+
+    def __init__(
+        self,
+        interval: int | None = None,
+        log_model: bool = True,
+        log_artifacts: str | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        by_epoch: bool = True,
+    ):
+        if log_artifacts not in (None, "best", "all", "none"):
+            raise ValueError(
+                f"log_artifacts must be 'best', 'all' or 'none', got {log_artifacts!r}"
+            )
+        self.interval = interval
+        self.log_model = log_model
+        self.log_artifacts = log_artifacts
+        self.run_name = run_name
+        self.tags = dict(tags or {})
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+        self.owns_run = False
+        self._pending: list[Metric] = []
+        self._ops: list = []
+        self._example: np.ndarray | None = None
+        self._logged_ckpts: set[str] = set()
+        self._ended = False
+        self.log_seconds = 0.0  # time spent in this hook (the benchmark reports it)
+
+    # -- run lifecycle ----------------------------------------------------------------------------
+    def before_run(self, runner) -> None:
+        t0 = time.perf_counter()
+        self.client = client = MlflowClient()
+        cfg = runner.cfg
+        resumed = runner.run_id is not None
+        active = mlflow.active_run()
+        if resumed:
+            try:
+                run = client.get_run(runner.run_id)
+                self.run_id = run.info.run_id
+                self.owns_run = active is None or active.info.run_id != self.run_id
+            except MlflowException:
+                log.warning(
+                    "run %s from the checkpoint is not in this tracking store; starting a new run",
+                    runner.run_id,
+                )
+                resumed = False
+        if not resumed:
+            if active is not None:
+                self.run_id, self.owns_run = active.info.run_id, False
+            elif os.environ.get("MLFLOW_RUN_ID"):
+                self.run_id, self.owns_run = os.environ["MLFLOW_RUN_ID"], True
+                client.get_run(self.run_id)  # fails loudly if the id is wrong
+            else:
+                exp_id = get_or_create_experiment(client, experiment_name(cfg))
+                from mlflow.tracking.context.registry import resolve_tags
+
+                tags = resolve_tags({"antgo.process": "train"})
+                run_name = self.run_name or cfg.get("run_name")
+                run = client.create_run(exp_id, tags=tags, run_name=run_name)
+                self.run_id, self.owns_run = run.info.run_id, True
+        runner.run_id = self.run_id
+        client.update_run(self.run_id, status="RUNNING")
+        if os.environ.get(RUN_ID_FILE_ENV):
+            from antgo_mlflow.fileio import atomic_write_text
+
+            atomic_write_text(os.environ[RUN_ID_FILE_ENV], self.run_id)
+
+        tags = {
+            "antgo.exp": runner.exp_name,
+            "antgo.config_hash": cfg.hash(),
+            "antgo.process": "train",
+            "antgo.work_dir": str(Path(runner.work_dir).resolve()),
+            **{str(k): str(v) for k, v in self.tags.items()},
+        }
+        if resumed:
+            tags["antgo.resumed_at_iter"] = str(runner.iter)
+        client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        if not resumed:
+            flat = dict(cfg.flatten())
+            flat.update(
+                {
+                    "runner.seed": runner.seed,
+                    "runner.world_size": runner.world_size,
+                    "runner.iters_per_epoch": runner.iters_per_epoch,
+                    "runner.device": str(runner.device),
+                }
+            )
+            existing = client.get_run(self.run_id).data.params
+            params = [p for p in _param_items(flat) if p.key not in existing]
+            for i in range(0, len(params), BATCH_PARAMS):
+                client.log_batch(self.run_id, params=params[i : i + BATCH_PARAMS])
+            self._log_datasets(runner)
+        with tempfile.TemporaryDirectory() as tmp:
+            name = Path(cfg.filename).name if cfg.filename else "config.py"
+            path = Path(tmp) / name
+            cfg.dump(path)
+            client.log_artifact(self.run_id, str(path))
+        self.interval = self.interval or runner.log_interval
+        self.log_seconds += time.perf_counter() - t0
+
+    def _log_datasets(self, runner) -> None:
+        data = runner.cfg.get("data") or {}
+        inputs = dataset_inputs(runner.train_dataset, data.get("train"), "train", "train")
+        if getattr(runner, "val_dataset", None) is not None:
+            inputs += dataset_inputs(runner.val_dataset, data.get("val"), "val", "validation")
+        try:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+        except MlflowException as exc:  # a dataset input is nice to have, never fatal
+            log.warning("could not log dataset inputs: %s", exc)
+
+    # -- metrics ----------------------------------------------------------------------------------
+    def after_train_iter(self, runner, batch_idx, batch, outputs) -> None:
+        if self._example is None and isinstance(batch.get("image"), torch.Tensor):
+            self._example = batch["image"][:1].detach().cpu().numpy()
+        if runner.log_vars is None:
+            return
+        t0 = time.perf_counter()
+        ts = _now_ms()
+        step = runner.iter
+        self._pending.extend(
+            Metric(f"train/{k}", float(v), ts, step) for k, v in runner.log_vars.items()
+        )
+        self._send()
+        self.log_seconds += time.perf_counter() - t0
+
+    def _send(self) -> None:
+        if self._pending and self.run_id:
+            batch, self._pending = self._pending, []
+            self._ops.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+
+    def flush(self) -> None:
+        """Send what is queued and wait until MLflow has stored it."""
+        t0 = time.perf_counter()
+        self._send()
+        ops, self._ops = self._ops, []
+        for op in ops:
+            if op is not None:
+                op.wait()
+        self.log_seconds += time.perf_counter() - t0
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        ts = _now_ms()
+        self._pending.extend(
+            Metric(f"val/{k}", float(v), ts, runner.epoch) for k, v in metrics.items()
+        )
+
+    def after_train_epoch(self, runner) -> None:
+        ts = _now_ms()
+        step = runner.epoch
+        self._pending.extend(
+            Metric(f"epoch/{k}", float(v), ts, step) for k, v in runner.epoch_log.items()
+        )
+        self.flush()
+        if self._artifact_mode(runner) == "all":
+            ckpt = self._checkpoint_hook(runner)
+            for path in list(ckpt.saved) if ckpt else []:
+                self._log_checkpoint(path)
+
+    # -- artifacts --------------------------------------------------------------------------------
+    def _checkpoint_hook(self, runner):
+        from antgo_mlflow.engine.hooks.checkpoint import CheckpointHook
+
+        return runner.get_hook(CheckpointHook)
+
+    def _artifact_mode(self, runner) -> str:
+        if self.log_artifacts:
+            return self.log_artifacts
+        ckpt = self._checkpoint_hook(runner)
+        return ckpt.log_artifacts if ckpt else "none"
+
+    def _log_checkpoint(self, path: Path) -> None:
+        key = str(path)
+        if key in self._logged_ckpts or not Path(path).is_file():
+            return
+        t0 = time.perf_counter()
+        self.client.log_artifact(self.run_id, str(path), "checkpoints")
+        self._logged_ckpts.add(key)
+        self.log_seconds += time.perf_counter() - t0
+
+    def _log_best(self, runner) -> None:
+        if self._artifact_mode(runner) in ("best", "all"):
+            ckpt = self._checkpoint_hook(runner)
+            if ckpt and ckpt.best_path is not None:
+                self._log_checkpoint(ckpt.best_path)
+                best_json = Path(ckpt.best_path).with_name("best.json")
+                if best_json.is_file():
+                    self.client.log_artifact(self.run_id, str(best_json), "checkpoints")
+
+    def _log_metric_artifacts(self, runner) -> None:
+        last = runner.last_val
+        metric = runner.metric
+        if not last or metric is None or not hasattr(metric, "artifacts"):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                paths = metric.artifacts(
+                    last["preds"], last["labels"], Path(tmp), class_names=runner.class_names()
+                )
+            except Exception as exc:  # a plot failing must not fail the run
+                log.warning("metric artifacts failed: %s", exc)
+                return
+            for p in paths or []:
+                self.client.log_artifact(self.run_id, str(p), "metrics")
+
+    # -- end of run -------------------------------------------------------------------------------
+    def after_run(self, runner) -> None:
+        t0 = time.perf_counter()
+        self.flush()
+        self._log_best(runner)
+        self._log_metric_artifacts(runner)
+        if self.log_model and self._example is not None:
+            log_torch_model(self.client, self.run_id, runner.model_core, self._example)
+        self.log_seconds += time.perf_counter() - t0
+        self._end(runner, "FINISHED")
+
+    def on_exception(self, runner, exc: BaseException) -> None:
+        if self.run_id is None or self._ended:
+            return
+        killed = runner.interrupted or isinstance(exc, KeyboardInterrupt)
+        with contextlib.suppress(Exception):
+            self.flush()
+        if killed:
+            with contextlib.suppress(Exception):
+                self._log_best(runner)
+        with contextlib.suppress(Exception):
+            self.client.set_tag(self.run_id, "antgo.error", f"{type(exc).__name__}: {exc}"[:500])
+        self._end(runner, "KILLED" if killed else "FAILED", force=True)
+
+    def _end(self, runner, status: str, force: bool = False) -> None:
+        self._ended = True
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == self.run_id:
+            if force:  # end the caller's run too, so its `with` block does not overwrite the status
+                mlflow.end_run(status)
+            return
+        if self.owns_run or force:
+            self.client.set_terminated(self.run_id, status)
+
+
+def log_test_results(
+    runner,
+    metrics: Mapping[str, float],
+    metric=None,
+    preds=None,
+    labels=None,
+    run_id: str | None = None,
+    json_out=None,
+    class_names=None,
+) -> str:
+    """Log a test evaluation: into the active run, else the checkpoint's run, else a new run."""
+    client = MlflowClient()
+    owned = False
+    active = mlflow.active_run()
+    if active is not None:
+        run_id = active.info.run_id
+    elif run_id:
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            run_id = None
+    if not run_id:
+        run_id = os.environ.get("MLFLOW_RUN_ID") or None
+    if not run_id:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        exp_id = get_or_create_experiment(client, experiment_name(runner.cfg))
+        tags = resolve_tags({"antgo.process": "test", "antgo.exp": runner.exp_name})
+        run_id = client.create_run(exp_id, tags=tags).info.run_id
+        owned = True
+    ts = _now_ms()
+    client.log_batch(
+        run_id, metrics=[Metric(f"test/{k}", float(v), ts, 0) for k, v in metrics.items()]
+    )
+    if json_out and Path(json_out).is_file():
+        client.log_artifact(run_id, str(json_out), "test")
+    if metric is not None and hasattr(metric, "artifacts") and preds is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                paths = metric.artifacts(preds, labels, Path(tmp), class_names=class_names)
+            except Exception as exc:
+                log.warning("metric artifacts failed: %s", exc)
+                paths = []
+            for p in paths or []:
+                client.log_artifact(run_id, str(p), "test")
+    if owned:
+        client.set_terminated(run_id, "FINISHED")
+    return run_id

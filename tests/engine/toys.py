@@ -1,0 +1,183 @@
+"""Tiny model, dataset and metric registered for the engine tests (independent of models/ and data/).
+
+Imported by the tests and, through ``custom_imports``, by training subprocesses and torchrun workers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from antgo_mlflow.engine.hooks.base import Hook
+from antgo_mlflow.errors import DataError
+from antgo_mlflow.registry import DATASETS, HOOKS, METRICS, MODELS
+
+NUM_CLASSES = 4
+
+
+def make_npz(path: Path, n: int = 64, seed: int = 0, size: int = 8) -> Path:
+    """Write a learnable toy set: class k has a bright k-th quadrant plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % NUM_CLASSES
+    images = rng.normal(0, 0.3, size=(n, 1, size, size)).astype(np.float32)
+    h = size // 2
+    for i, k in enumerate(labels):
+        r, c = divmod(int(k), 2)
+        images[i, 0, r * h : (r + 1) * h, c * h : (c + 1) * h] += 1.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=images, labels=labels.astype(np.int64))
+    return path
+
+
+@MODELS.register_module(force=True)
+class EngineTinyNet(nn.Module):
+    """Conv + linear classifier following the Runner's model contract."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.fc = nn.Linear(width * 4, num_classes)
+
+    def forward(self, image, label=None, **kwargs):
+        x = torch.relu(self.conv(image))
+        x = nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        logits = self.fc(x)
+        if label is None:
+            return logits
+        loss = nn.functional.cross_entropy(logits, label)
+        return {"loss_cls": loss, "acc": (logits.argmax(1) == label).float().mean()}
+
+    def predict(self, image):
+        return torch.softmax(self.forward(image), dim=1)
+
+
+@MODELS.register_module(force=True)
+class EngineTwoPartNet(nn.Module):
+    """Two sub-modules for per-module optimizer tests."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU())
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, image, label=None, **kwargs):
+        logits = self.head(self.backbone(image))
+        if label is None:
+            return logits
+        return {"loss": nn.functional.cross_entropy(logits, label)}
+
+    def predict(self, image):
+        return torch.softmax(self.forward(image), dim=1)
+
+
+@DATASETS.register_module(force=True)
+class EngineNpzData(Dataset):
+    """Samples ``{'image', 'label', 'index', 'name'}`` from an .npz the test wrote."""
+
+    class_names = [f"c{i}" for i in range(NUM_CLASSES)]
+
+    def __init__(
+        self, path: str, delay: float = 0.0, limit: int | None = None, manifest: bool = False
+    ):
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"path: {p} not found")
+        with np.load(p, allow_pickle=False) as data:
+            self.images = torch.from_numpy(data["images"])
+            self.labels = torch.from_numpy(data["labels"])
+        if limit:
+            self.images, self.labels = self.images[:limit], self.labels[:limit]
+        self.delay = delay
+        self.sources = [str(p)]
+        if manifest:
+            self.manifests = [{"name": "toy-shards", "digest": "d1g3st0123", "path": str(p)}]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        if self.delay:
+            time.sleep(self.delay)
+        return {"image": self.images[i], "label": self.labels[i], "index": i, "name": f"s{i}"}
+
+
+@METRICS.register_module(force=True)
+class EngineAccuracy:
+    """top_1 accuracy and a text artifact."""
+
+    def __call__(self, preds, labels):
+        return {"top_1": float((preds.argmax(1) == labels).mean()), "count": float(len(labels))}
+
+    def artifacts(self, preds, labels, out_dir, class_names=None):
+        path = Path(out_dir) / "summary.txt"
+        path.write_text(f"{len(labels)} samples, classes {class_names}\n")
+        return [path]
+
+
+@HOOKS.register_module(force=True)
+class EngineRecorderHook(Hook):
+    """Records the hook points called (in order) on a class-level list."""
+
+    calls: list = []
+
+    def __init__(self, tag: str = "r"):
+        self.tag = tag
+
+    def before_run(self, runner):
+        self.calls.append((self.tag, "before_run"))
+
+    def after_train_epoch(self, runner):
+        self.calls.append((self.tag, "after_train_epoch", runner.epoch))
+
+    def after_val_epoch(self, runner, metrics):
+        self.calls.append((self.tag, "after_val_epoch", dict(metrics)))
+
+    def after_run(self, runner):
+        self.calls.append((self.tag, "after_run"))
+
+
+@HOOKS.register_module(force=True)
+class EngineExplodeHook(Hook):
+    """Raises in after_train_iter at a given iteration (a crashing run)."""
+
+    def __init__(self, at_iter: int = 3):
+        self.at_iter = at_iter
+
+    def after_train_iter(self, runner, batch_idx, batch, outputs):
+        if runner.iter >= self.at_iter:
+            raise RuntimeError(f"boom at iteration {runner.iter}")
+
+
+def write_config(folder: Path, npz: Path, **overrides) -> Path:
+    """Write a config.py for the toys (``overrides`` replace top-level keys, given as Python source)."""
+    keys = {
+        "custom_imports": "dict(imports=['tests.engine.toys'])",
+        "model": "dict(type='EngineTinyNet')",
+        "data": (
+            f"dict(train=dict(type='EngineNpzData', path={str(npz)!r}), "
+            f"val=dict(type='EngineNpzData', path={str(npz)!r}, limit=32), "
+            f"test=dict(type='EngineNpzData', path={str(npz)!r}, limit=32), "
+            "train_dataloader=dict(samples_per_gpu=8, workers_per_gpu=0, shuffle=True), "
+            "val_dataloader=dict(samples_per_gpu=16), test_dataloader=dict(samples_per_gpu=16))"
+        ),
+        "optimizer": "dict(type='SGD', lr=0.1, momentum=0.9)",
+        "optimizer_config": "dict(grad_clip=None)",
+        "lr_config": "dict(policy='CosineAnnealing', min_lr=1e-4)",
+        "log_config": "dict(interval=2, hooks=[dict(type='TextLoggerHook')])",
+        "checkpoint_config": "dict(interval=1, max_keep_ckpts=2)",
+        "evaluation": "dict(interval=1, metric=dict(type='EngineAccuracy'), save_best='top_1')",
+        "max_epochs": "2",
+        "seed": "0",
+        "experiment_name": "'engine-tests'",
+    }
+    keys.update(overrides)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.py"
+    path.write_text("".join(f"{k} = {v}\n" for k, v in keys.items() if v is not None))
+    return path
