@@ -1,0 +1,199 @@
+"""TFDataset / KVDataset / TFStreamDataset over real shards: fields, workers, samplers, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from antgo_mlflow.data.datasets import KVDataset, TFDataset, TFStreamDataset
+from antgo_mlflow.data.tfrecord import index_path_for, read_index
+from antgo_mlflow.errors import ConfigError, DataError, ShardError
+from antgo_mlflow.registry import DATASETS
+from antgo_mlflow.tools.package_kv import package_kv
+from antgo_mlflow.tools.package_tfrecord import package_tfrecord
+from tests.data.gtfactory import make_dataset, rich_sample
+
+SEED_DESCRIPTION = {"image": "numpy", "label": "int", "image_file": "str", "tag": "str"}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """A rich GT of 23 samples packed as TFRecord (num=5 -> 5 shards) and KV (num=10)."""
+    root = tmp_path_factory.mktemp("shards")
+    gt = make_dataset(root / "ds", n=23, rich=True, classes=["cat", "dog", "bird"])
+    tf = package_tfrecord(str(gt), root / "tf", "train", num=5)
+    kv = package_kv(str(gt), root / "kv", "train", num=10)
+    return {"root": root, "gt": gt, "tf": tf, "kv": kv}
+
+
+@pytest.mark.parametrize("kind", ["tf", "kv"])
+def test_round_trip_gives_back_every_field(shards, kind):
+    cls = TFDataset if kind == "tf" else KVDataset
+    ds = cls(data_folder=str(shards[kind].tgt))
+    assert len(ds) == 23
+    for i in (0, 7, 22):
+        sample, want = ds[i], rich_sample(i)
+        assert sample["image_file"] == want["image_file"]
+        assert sample["image"] == (shards["gt"].parent / want["image_file"]).read_bytes()
+        assert sample["label"] == sample["image_label"] == i % 3
+        assert sample["bboxes"].dtype == np.float32 and sample["bboxes"].shape == (2, 4)
+        assert sample["joints2d"].shape == (2, 3, 2) and sample["joints2d"].dtype == np.float32
+        assert sample["labels"].dtype == np.int64 and sample["labels"].tolist() == want["labels"]
+        assert sample["segments"] == want["segments"]
+        assert sample["predictions"] == want["predictions"]
+        assert sample["label_names"] == ["cat", "dog"]
+        assert (sample["width"], sample["height"]) == (10, 8)  # read from the image header
+    assert ds.class_names == ["cat", "dog", "bird"]
+
+
+def _epoch_ids(ds, workers=2, **kw):
+    loader = DataLoader(ds, batch_size=4, num_workers=workers, collate_fn=list, **kw)
+    return [s["image_file"] for batch in loader for s in batch]
+
+
+@pytest.mark.parametrize("kind", ["tf", "kv"])
+def test_two_workers_shuffle_yield_each_sample_once_per_epoch(shards, kind):
+    cls = TFDataset if kind == "tf" else KVDataset
+    ds = cls(data_path_list=[str(shards[kind].tgt)])
+    ds[3]  # the parent has its files open before the workers fork
+    want = sorted(f"img/{i}.png" for i in range(23))
+    first = _epoch_ids(ds, shuffle=True)
+    second = _epoch_ids(ds, shuffle=True)
+    assert sorted(first) == want and sorted(second) == want
+    assert first != second  # globally shuffled, not file by file
+
+
+def test_distributed_sampler_splits_by_sample_not_by_file(shards):
+    ds = TFDataset(data_path_list=[str(shards["tf"].manifest)])
+    parts = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=1)
+        parts.append([ds[i]["image_file"] for i in sampler])
+    assert len(parts[0]) == len(parts[1]) == 12  # 23 samples padded to 24
+    assert set(parts[0]) | set(parts[1]) == {f"img/{i}.png" for i in range(23)}
+
+
+def test_seed_config_description_decodes_image_and_default_collate_works(shards):
+    cfg = dict(
+        type="TFDataset",
+        data_path_list=[str(shards["tf"].tgt)],
+        pipeline=[],
+        inputs_def={"fields": ["image", "label", "image_file"]},
+        description=SEED_DESCRIPTION,
+    )
+    ds = DATASETS.build(cfg)
+    sample = ds[5]
+    assert set(sample) == {"image", "label", "image_file"}
+    assert sample["image"].shape == (8, 10, 3) and sample["image"].dtype == np.uint8
+    batch = next(iter(DataLoader(ds, batch_size=4, num_workers=0)))
+    assert batch["image"].shape == (4, 8, 10, 3) and batch["label"].dtype == torch.int64
+    assert isinstance(batch["image_file"], list)
+
+
+def test_pipeline_callables_run_before_fields_are_selected(shards):
+    def meta(sample):
+        sample["image_meta"] = {"image_file": sample["image_file"], "tag": sample["tag"]}
+        return sample
+
+    ds = TFDataset(
+        data_folder=str(shards["tf"].tgt),
+        pipeline=[meta],
+        inputs_def={"fields": ["label", "image_meta"], "alias": ["y", "meta"]},
+        description=SEED_DESCRIPTION,
+    )
+    assert ds[4] == {"y": 1, "meta": {"image_file": "img/4.png", "tag": "tag0"}}
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["meta"]["tag"] == ["tag0", "tag1"]
+
+
+def test_every_kind_of_entry_resolves(shards):
+    tgt = shards["tf"].tgt
+    entries = [
+        str(tgt),
+        str(tgt) + "/*",
+        str(tgt / "train"),
+        str(shards["tf"].manifest),
+        str(tgt / "train-00002-of-00005-tfrecord"),
+    ]
+    sizes = [len(TFDataset(data_path_list=[e])) for e in entries]
+    assert sizes == [23, 23, 23, 23, 5]
+    both = TFDataset(data_folder=str(tgt), data_path_list=[str(tgt / "train")], ratios=[1, 2])
+    assert len(both) == 46 and both.source_sizes == [23, 23] and both.ratios == [1, 2]
+
+
+def test_antgo_folder_without_manifest_reads_and_incomplete_set_fails(shards, tmp_path):
+    import shutil
+
+    folder = tmp_path / "antgo"
+    shutil.copytree(shards["tf"].tgt, folder)
+    (folder / "train-manifest.json").unlink()
+    assert len(TFDataset(data_folder=str(folder))) == 23
+    (folder / "train-00003-of-00005-tfrecord").unlink()
+    with pytest.raises(ShardError, match="train-00003-of-00005-tfrecord: missing"):
+        TFDataset(data_folder=str(folder))
+
+
+def test_corrupt_record_names_file_and_record(shards, tmp_path):
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(shards["tf"].tgt, folder)
+    shard = folder / "train-00001-of-00005-tfrecord"
+    offset = int(read_index(index_path_for(shard))[2, 0]) + 40
+    data = bytearray(shard.read_bytes())
+    data[offset] ^= 0x55
+    shard.write_bytes(bytes(data))
+    ds = TFDataset(data_folder=str(folder))
+    ds[6]
+    with pytest.raises(ShardError) as err:
+        ds[7]  # shard 1, record 2
+    assert f"{shard}: record 2 is corrupt" in str(err.value)
+    with pytest.raises(ShardError, match="sha256 differs"):
+        TFDataset(data_folder=str(folder), verify=True)
+
+
+def test_missing_index_is_an_error_unless_rebuild_is_asked(shards, tmp_path):
+    import shutil
+
+    folder = tmp_path / "noindex"
+    shutil.copytree(shards["tf"].tgt, folder)
+    index = folder / "train-00000-of-00005-index"
+    original = index.read_bytes()
+    index.unlink()
+    with pytest.raises(ShardError, match="train-00000-of-00005-index: index file missing"):
+        TFDataset(data_folder=str(folder))
+    assert len(TFDataset(data_folder=str(folder), rebuild_index=True)) == 23
+    assert index.read_bytes() == original
+
+
+def test_stream_dataset_needs_no_index_and_workers_do_not_duplicate(shards, tmp_path):
+    import shutil
+
+    folder = tmp_path / "stream"
+    shutil.copytree(shards["tf"].tgt, folder)
+    for index in folder.glob("*-index"):
+        index.unlink()
+    ds = DATASETS.build(dict(type="TFStreamDataset", data_folder=str(folder), shuffle_queue_size=8))
+    assert isinstance(ds, TFStreamDataset)
+    ids = _epoch_ids(ds, workers=2)
+    assert sorted(ids) == sorted(f"img/{i}.png" for i in range(23))
+
+
+def test_bad_arguments_are_clear(shards, tmp_path):
+    with pytest.raises(ConfigError, match="data_folder or data_path_list"):
+        TFDataset()
+    with pytest.raises(DataError, match="no tfrecord shards found"):
+        TFDataset(data_path_list=[str(tmp_path / "nothing")])
+    with pytest.raises(ConfigError, match="use KVDataset"):
+        TFDataset(data_path_list=[str(shards["kv"].manifest)])
+    with pytest.raises(ConfigError, match="ratios"):
+        TFDataset(data_folder=str(shards["tf"].tgt), ratios=[1, 2])
+    with pytest.raises(ConfigError, match="data_server"):
+        TFDataset(data_server="1.2.3.4/5672/x")
+    ds = TFDataset(data_folder=str(shards["tf"].tgt), inputs_def={"fields": ["nope"]})
+    with pytest.raises(DataError, match="'nope' is not in the sample"):
+        ds[0]
+    with pytest.raises(IndexError):
+        ds[23]
