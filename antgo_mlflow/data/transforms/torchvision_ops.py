@@ -91,8 +91,16 @@ CONVERTERS = {
     "ToPILImage",
     "ToPureTensor",
 }
-# Ops that reject boxes/points (they return several images).
-NO_ANNOTATIONS = {"FiveCrop", "TenCrop"}
+# Geometric ops that cannot move boxes/points (torchvision rejects them, or returns several
+# images): on a sample with annotations they raise unless built with ignore_annotations=True.
+NO_ANNOTATIONS = {
+    "AugMix",
+    "AutoAugment",
+    "FiveCrop",
+    "RandAugment",
+    "TenCrop",
+    "TrivialAugmentWide",
+}
 BATCH_OPS = {"MixUp", "CutMix"}
 
 MASK_NAMES = ("semantic", "label_map", "segmentation")
@@ -151,12 +159,30 @@ class TorchvisionTransform(BaseTransform):
     tv_cls: type = v2.Identity
     moves_geometry = True
     converts = False
+    supports_annotations = True
 
-    def __init__(self, keys=("image",), **kwargs):
+    def __init__(self, keys=("image",), ignore_annotations: bool = False, **kwargs):
         super().__init__(keys)
+        self.ignore_annotations = ignore_annotations
         self.op = self.tv_cls(**kwargs)
 
+    def _refuse_annotations(self, sample: dict[str, Any]) -> None:
+        present = [
+            f
+            for f in ("bboxes", "joints2d", "segments")
+            if sample.get(f) is not None and len(sample[f])
+        ]
+        if present:
+            name = type(self).__name__
+            raise DataError(
+                f"{name} cannot move {', '.join(present)} with the image (torchvision does not "
+                f"support it); use it on classification samples, or pass ignore_annotations=True "
+                f"to {name} to leave them unchanged"
+            )
+
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if not self.supports_annotations and not self.ignore_annotations:
+            self._refuse_annotations(sample)
         inputs: dict[str, Any] = {}
         how: dict[str, str | None] = {}
         canvas = canvas_key = None
@@ -217,7 +243,7 @@ class TorchvisionBatchTransform(TorchvisionTransform):
     moves_geometry = False
 
     def __init__(self, keys=("image",), label_key: str = "label", **kwargs):
-        super().__init__(keys, **kwargs)
+        super().__init__(keys, False, **kwargs)
         self.label_key = label_key
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -245,6 +271,7 @@ def _make_wrapper(name: str, tv_cls: type) -> type:
             and name not in NO_ANNOTATIONS
             and base is TorchvisionTransform,
             "converts": name in CONVERTERS,
+            "supports_annotations": name not in NO_ANNOTATIONS,
             "__module__": __name__,
             "__qualname__": name,
             "__doc__": f"torchvision.transforms.v2.{name} on ``sample[k]`` for k in ``keys``.\n\n"
@@ -259,6 +286,10 @@ def _make_wrapper(name: str, tv_cls: type) -> type:
     ]
     params = [p.replace(kind=p.KEYWORD_ONLY) for p in params]
     params.append(inspect.Parameter("keys", inspect.Parameter.KEYWORD_ONLY, default=("image",)))
+    if name in NO_ANNOTATIONS:
+        params.append(
+            inspect.Parameter("ignore_annotations", inspect.Parameter.KEYWORD_ONLY, default=False)
+        )
     if base is TorchvisionBatchTransform:
         params.append(
             inspect.Parameter("label_key", inspect.Parameter.KEYWORD_ONLY, default="label")
