@@ -363,11 +363,6 @@ def pack(
         UsageError for bad arguments, DataError/ShardError for bad inputs, including when no
         sample is readable.
     """
-    from antgo_mlflow.data.lmdb_store import kv_name
-    from antgo_mlflow.data.manifest import build_manifest, write_manifest
-    from antgo_mlflow.data.tfrecord import format_index, shard_name
-    from antgo_mlflow.progress import progress
-
     start_time = time.perf_counter()
     if fmt not in FORMATS:
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -381,7 +376,25 @@ def pack(
     tgt = Path(tgt).expanduser()
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt: {tgt} is a file, expected a folder")
+    created = not tgt.exists()
     tgt.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = _pack_into(sources, tgt, prefix, num, workers, fmt)
+    except BaseException:
+        if created:  # leave no empty output folder behind a failed run
+            with contextlib.suppress(OSError):
+                tgt.rmdir()
+        raise
+    summary.seconds = time.perf_counter() - start_time
+    return summary
+
+
+def _pack_into(sources, tgt: Path, prefix: str, num: int, workers: int, fmt: str) -> PackSummary:
+    from antgo_mlflow.data.lmdb_store import kv_name
+    from antgo_mlflow.data.manifest import build_manifest, write_manifest
+    from antgo_mlflow.data.tfrecord import format_index, shard_name
+    from antgo_mlflow.progress import progress
+
     summary = PackSummary(fmt, tgt, prefix, sources=[str(s.path) for s in sources])
     source_stats = [Counter() for _ in sources]
 
@@ -466,5 +479,4 @@ def pack(
         for a, b in moves:
             os.replace(a, b)
         summary.manifest = write_manifest(tgt, manifest)
-    summary.seconds = time.perf_counter() - start_time
     return summary
