@@ -322,3 +322,61 @@ def test_predict_exports_to_onnx_with_dynamic_batch(tmp_path):
     with torch.no_grad():
         want = wrapper(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+CUDA_CASES = [
+    pytest.param(classifier(WRN_SMALL), id="wrn"),
+    pytest.param(
+        classifier(dict(type="TVBackbone", model_name="resnet18"), linear_head(512)), id="resnet18"
+    ),
+    pytest.param(
+        classifier(dict(type="TVBackbone", model_name="efficientnet_b0", num_classes=10)),
+        id="effnet",
+    ),
+    pytest.param(
+        classifier(
+            WRN_SMALL,
+            dict(
+                type="ClsHead",
+                loss=dict(type="CrossEntropyLoss", class_weight=[1.0] * 10, label_smoothing=0.1),
+            ),
+        ),
+        id="ce-weighted",
+    ),
+    pytest.param(
+        classifier(WRN_SMALL, dict(type="ClsHead", loss=dict(type="FocalLoss"))), id="focal"
+    ),
+    pytest.param(
+        classifier(WRN_SMALL, dict(type="ClsHead", loss=dict(type="LabelSmoothingLoss"))), id="ls"
+    ),
+]
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)"
+)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("cfg", CUDA_CASES)
+def test_cuda_autocast_training_step(cfg, dtype):
+    """One AMP step on the GPU: buffers (class weights) follow .cuda(), the loss is finite and float32
+    where it matters, and predict gives probabilities close to the float32 forward."""
+    torch.manual_seed(0)
+    model = build(cfg).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    image = torch.randn(8, 3, 32, 32, device="cuda")
+    label = torch.randint(0, NUM_CLASSES, (8,), device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        out = model(image, label=label)
+    loss = sum(v for k, v in out.items() if k.startswith("loss"))
+    assert torch.isfinite(loss)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    model.eval()
+    with torch.no_grad():
+        full = model.predict(image)
+        with torch.autocast("cuda", dtype=dtype):
+            mixed = model.predict(image).float()
+    torch.testing.assert_close(full.sum(dim=1), torch.ones(8, device="cuda"))
+    assert (mixed - full).abs().max() < 0.05
