@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 
 import numpy as np
 import pytest
@@ -157,6 +158,26 @@ def test_ops_that_cannot_move_boxes_refuse_annotated_samples(name):
     assert _is_image(op(s)["image"])
 
 
+def test_sanitize_keypoints_hides_joints_outside_and_keeps_the_layout():
+    s = make_sample()
+    s["joints2d"][0, 0] = [-3.0, 5.0]
+    out = TRANSFORMS.build(dict(type="SanitizeKeyPoints"))(s)
+    assert out["joints2d"].shape == (2, 3, 2)
+    assert out["joints_vis"].tolist() == [[0, 1, 1], [1, 1, 1]]
+
+
+def test_detection_only_ops_pass_classification_samples_through():
+    s = {"image": make_sample()["image"], "label": 1, "bboxes": np.zeros((0, 4), np.float32)}
+    for name in ("RandomIoUCrop", "SanitizeBoundingBoxes"):
+        assert TRANSFORMS.build(dict(type=name))(dict(s))["image"].shape == (32, 32, 3)
+
+
+def test_a_torchvision_failure_at_run_time_names_the_transform():
+    op = TRANSFORMS.build(dict(type="JPEG", quality=50))
+    with pytest.raises(DataError, match=r"JPEG on \['image'\]: .*uint8"):
+        op({"image": torch.rand(3, 8, 8)})
+
+
 def test_sweep_covers_every_torchvision_v2_transform():
     from torchvision.transforms import v2
 
@@ -275,9 +296,6 @@ def test_random_geometry_moves_boxes_with_the_pixels(cfg):
 
 
 def test_random_flip_image_swaps_left_right_joints():
-    import random
-
-    random.seed(0)
     op = TRANSFORMS.build(dict(type="RandomFlipImage", prob=1.0, swap_ids=[[0], [2]]))
     s = make_sample()
     s["joints_vis"] = np.array([[1, 1, 0], [0, 1, 1]])
@@ -478,7 +496,7 @@ def test_bad_argument_value_is_one_line_registry_error():
 
 def test_mixup_blends_a_partner_and_makes_soft_labels():
     torch.manual_seed(0)
-    np.random.seed(0)
+    random.seed(0)
     s = make_sample(np.zeros((32, 32, 3), np.uint8))
     partner = make_sample(np.full((32, 32, 3), 200, np.uint8))
     partner["label"] = 5
@@ -501,7 +519,7 @@ def test_mixup_without_a_partner_still_gives_one_hot_labels():
 
 
 def test_cutmix_label_weight_is_the_area_kept():
-    np.random.seed(1)
+    random.seed(1)
     s = make_sample(np.zeros((32, 32, 3), np.uint8))
     partner = make_sample(np.full((16, 16, 3), 255, np.uint8))  # resized to 32x32 first
     partner["label"] = 5
@@ -513,7 +531,7 @@ def test_cutmix_label_weight_is_the_area_kept():
 
 @pytest.mark.parametrize("name", ["MixupImage", "CutmixImage"])
 def test_antgo_mixing_works_on_a_batch(name):
-    np.random.seed(0)
+    random.seed(0)
     batch = {"image": torch.rand(4, 3, 8, 8), "label": torch.tensor([0, 1, 2, 3])}
     out = TRANSFORMS.build(dict(type=name, prob=1.0, num_classes=4))(batch)
     assert out["image"].shape == (4, 3, 8, 8)

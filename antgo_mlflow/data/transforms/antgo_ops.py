@@ -6,6 +6,9 @@ and ``segments`` with the image. Known antgo bugs are fixed: boxes written to ``
 ``bboxes`` by MixupImage, inverted probabilities in ColorDistort, hue wrapped at 360 on OpenCV's
 0-180 scale, and a brightness "delta" of 0.5-1.5 grey levels.
 
+Randomness comes from Python's ``random`` (torchvision's from torch): ``random.seed`` makes a run
+repeatable, and DataLoader gives every worker its own seed.
+
 Coordinates follow torchvision (and so the registered torchvision ops): a horizontal flip maps box
 edges x -> W - x and points x -> W - 1 - x; a resize scales x -> x * sx.
 
@@ -382,7 +385,7 @@ class ColorDistort(BaseTransform):
         if not contrast_first:
             img = self._contrast(img)
         if self.random_channel and random.random() < 0.5:
-            img = img[..., np.random.permutation(3)]
+            img = img[..., random.sample(range(3), 3)]
         sample["image"] = np.clip(img, 0, 255).astype(src.dtype) if src.dtype == np.uint8 else img
         return sample
 
@@ -498,7 +501,7 @@ class _Mix(BaseTransform):
         """Weight of the sample itself, or None when no mixing happens this time."""
         if random.random() >= self.prob:
             return None
-        f = float(np.clip(np.random.beta(self.alpha, self.beta), 0.0, 1.0))
+        f = min(max(random.betavariate(self.alpha, self.beta), 0.0), 1.0)
         return None if f >= 1.0 else f
 
     def _labels(self, sample, other, weight: float | None) -> None:

@@ -97,7 +97,13 @@ class INumpyToPIL(BaseTransform):
             if isinstance(value, ENCODED):
                 img = load_pil(value)
             elif isinstance(value, np.ndarray):
-                img = Image.fromarray(value)
+                try:
+                    img = Image.fromarray(value)
+                except TypeError as exc:
+                    raise DataError(
+                        f"INumpyToPIL: field {k!r} ({value.dtype} {value.shape}) is not an image "
+                        f"PIL can hold: {exc}"
+                    ) from None
             elif is_pil(value):
                 img = value
             else:

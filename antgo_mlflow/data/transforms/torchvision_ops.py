@@ -16,6 +16,11 @@ decoded first (see ``DecodeImage``). Keys whose name ends in ``mask`` (and ``sem
 Coordinate conventions are torchvision's: a horizontal flip maps box edges x -> W - x and points
 x -> W - 1 - x (a point is a pixel index).
 
+``SanitizeKeyPoints`` only marks joints outside the image invisible (deleting points would break
+the (N, K) joint layout). ``RandomIoUCrop``/``SanitizeBoundingBoxes`` do nothing on a sample
+without boxes. Ops that cannot move boxes (AutoAugment, RandAugment, TrivialAugmentWide, AugMix,
+FiveCrop, TenCrop) refuse samples with annotations unless built with ``ignore_annotations=True``.
+
 Not wrapped: ``ToTensor``, ``Normalize``, ``Compose``, ``RandomApply``, ``RandomChoice`` and
 ``RandomOrder`` have sample-dict versions of their own (formatting.py, compose.py) with the same
 arguments. ``MixUp``/``CutMix`` are batch ops: call them on a collated batch dict whose
@@ -35,6 +40,7 @@ from torchvision.transforms import v2
 from antgo_mlflow.data.transforms.annotations import (
     PointSet,
     drop_lost_boxes,
+    hide_outside_joints,
     is_label_map,
     keep_instances,
     num_boxes,
@@ -102,6 +108,8 @@ NO_ANNOTATIONS = {
     "TrivialAugmentWide",
 }
 BATCH_OPS = {"MixUp", "CutMix"}
+# Detection ops that torchvision rejects on a sample without boxes: there they do nothing.
+NEED_BOXES = {"RandomIoUCrop", "SanitizeBoundingBoxes"}
 
 MASK_NAMES = ("semantic", "label_map", "segmentation")
 
@@ -160,6 +168,7 @@ class TorchvisionTransform(BaseTransform):
     moves_geometry = True
     converts = False
     supports_annotations = True
+    needs_boxes = False
 
     def __init__(self, keys=("image",), ignore_annotations: bool = False, **kwargs):
         super().__init__(keys)
@@ -183,6 +192,8 @@ class TorchvisionTransform(BaseTransform):
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         if not self.supports_annotations and not self.ignore_annotations:
             self._refuse_annotations(sample)
+        if self.needs_boxes and not num_boxes(sample):
+            return sample
         inputs: dict[str, Any] = {}
         how: dict[str, str | None] = {}
         canvas = canvas_key = None
@@ -208,7 +219,10 @@ class TorchvisionTransform(BaseTransform):
             segs = sample.get("segments")
             if segs is not None and is_label_map(segs, canvas):
                 inputs["__labelmap"] = tvt.Mask(torch.from_numpy(segs).unsqueeze(0))
-        out = self.op(inputs)
+        try:
+            out = self.op(inputs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{type(self).__name__} on {self.keys}: {exc}") from exc
         for k in self.keys:
             sample[k] = _unwrap(out[k], how[k], not self.converts)
         if not self.moves_geometry or canvas is None:
@@ -254,7 +268,10 @@ class TorchvisionBatchTransform(TorchvisionTransform):
                 f"{type(self).__name__} works on a batch: {self.keys[0]!r} must be a "
                 f"(B, C, H, W) tensor, got {type(images).__name__} {getattr(images, 'shape', '')}"
             )
-        images, labels = self.op(images, labels)
+        try:
+            images, labels = self.op(images, labels)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{type(self).__name__} on {self.keys}: {exc}") from exc
         sample[self.keys[0]] = images.as_subclass(torch.Tensor)
         sample[self.label_key] = labels
         return sample
@@ -272,6 +289,7 @@ def _make_wrapper(name: str, tv_cls: type) -> type:
             and base is TorchvisionTransform,
             "converts": name in CONVERTERS,
             "supports_annotations": name not in NO_ANNOTATIONS,
+            "needs_boxes": name in NEED_BOXES,
             "__module__": __name__,
             "__qualname__": name,
             "__doc__": f"torchvision.transforms.v2.{name} on ``sample[k]`` for k in ``keys``.\n\n"
@@ -308,6 +326,7 @@ def _register_all() -> list[str]:
             or obj is v2.Transform
             or name.startswith("_")
             or name in OWN_IMPLEMENTATION
+            or name in globals()
         ):
             continue
         cls = _make_wrapper(name, obj)
@@ -315,6 +334,32 @@ def _register_all() -> list[str]:
         TRANSFORMS.register_module(name=name, module=cls)
         names.append(name)
     return names
+
+
+@TRANSFORMS.register_module()
+class SanitizeKeyPoints(BaseTransform):
+    """Mark joints outside the image invisible (``joints_vis = 0``).
+
+    torchvision's SanitizeKeyPoints deletes points, which would break the (N, K) joint layout;
+    instances are removed with their boxes (SanitizeBoundingBoxes, or any geometric op).
+    ``labels_getter`` is accepted for config compatibility and ignored.
+    """
+
+    def __init__(self, keys=("image",), labels_getter: Any = None):
+        super().__init__(keys)
+
+    def __call__(self, sample):
+        joints = sample.get("joints2d")
+        canvas = None
+        for k in self.keys:
+            value = sample.get(k)
+            canvas = value.shape[:2] if isinstance(value, np.ndarray) else _hw_of(value)
+            if canvas:
+                break
+        if joints is not None and len(joints) and canvas:
+            xy = np.asarray(joints, np.float32)[..., :2]
+            hide_outside_joints(sample, xy, tuple(canvas))
+        return sample
 
 
 TORCHVISION_NAMES = _register_all()
