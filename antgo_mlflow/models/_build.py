@@ -30,7 +30,7 @@ def build_module(registry, cfg: Any, path: str, default_type: str | None = None)
         cfg = {"type": default_type}
     if isinstance(cfg, Mapping):
         return registry.build(cfg, path=_nested_path(cfg, path))
-    if callable(cfg):
+    if callable(cfg) and not isinstance(cfg, type):  # an already built module
         return cfg
     raise ConfigError(f"{path}: expected a dict with a 'type' key, got {cfg!r}")
 

@@ -380,3 +380,11 @@ def test_cuda_autocast_training_step(cfg, dtype):
             mixed = model.predict(image).float()
     torch.testing.assert_close(full.sum(dim=1), torch.ones(8, device="cuda"))
     assert (mixed - full).abs().max() < 0.05
+
+
+def test_built_modules_can_be_passed_instead_of_configs():
+    backbone = build(WRN_SMALL)
+    model = MODELS.build(dict(type="ImageClassifier", backbone=backbone), path="model")
+    assert model.backbone is backbone
+    with pytest.raises(ConfigError, match=r"^model\.backbone: expected a dict with a 'type' key"):
+        MODELS.build(dict(type="ImageClassifier", backbone="WideResNet"), path="model")
