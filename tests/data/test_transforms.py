@@ -478,6 +478,36 @@ def test_missing_required_argument_is_named():
         build_pipeline([dict(type="RandomCrop")], path="data.val.pipeline")
 
 
+def test_a_dataset_built_from_config_gets_its_pipeline_path_in_errors():
+    from antgo_mlflow.registry import Registry
+
+    datasets = Registry("dataset")
+
+    @datasets.register_module()
+    class TinyDataset:
+        def __init__(self, pipeline=(), weak_pipeline=()):
+            self.pipeline = build_pipeline(pipeline)
+            self.weak = build_pipeline(weak_pipeline, field="weak_pipeline")
+
+    cfg = dict(type="TinyDataset", pipeline=[dict(type="Identity")])
+    assert len(datasets.build(cfg, path="data.train").pipeline) == 1
+    with pytest.raises(RegistryError, match=r"^data.train.pipeline.1.type: unknown transform"):
+        datasets.build(
+            dict(type="TinyDataset", pipeline=[{"type": "Identity"}, {"type": "Flip"}]),
+            path="data.train",
+        )
+    with pytest.raises(
+        RegistryError, match=r"^data.val.weak_pipeline.0.pp: RandomApply has no argument"
+    ):
+        datasets.build(
+            dict(
+                type="TinyDataset",
+                weak_pipeline=[dict(type="RandomApply", p=0.5, transforms=[], pp=1)],
+            ),
+            path="data.val",
+        )
+
+
 def test_nested_pipeline_errors_name_the_nested_path():
     with pytest.raises(RegistryError, match=r"data.train.pipeline.0.transforms.1.type"):
         build_pipeline(

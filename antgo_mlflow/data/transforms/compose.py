@@ -112,11 +112,19 @@ class RandomOrder(Compose):
         return sample
 
 
-def build_pipeline(cfgs: Sequence[Any] | None, path: str = "pipeline") -> Compose:
+def build_pipeline(
+    cfgs: Sequence[Any] | None, path: str | None = None, field: str = "pipeline"
+) -> Compose:
     """Build a Compose from a list of transform configs; errors name ``path.N.key``.
 
     Args:
         cfgs: the ``pipeline=[...]`` list of a dataset config (dicts or callables); None is empty.
-        path: config path of that list, e.g. ``data.train.pipeline``.
+        path: config path of that list, e.g. ``data.train.pipeline``. Default: when called inside
+            a constructor that a registry is building (a dataset built from ``data.train``), that
+            object's path plus ``.{field}``; otherwise ``field``.
+        field: the config key holding the list (``pipeline``, ``weak_pipeline``, ...).
     """
+    if path is None:
+        current = _BUILDING.get()
+        path = f"{current[0]}.{field}" if current else field
     return Compose(cfgs or [], path=path)
