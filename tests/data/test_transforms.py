@@ -129,7 +129,11 @@ def _is_image(value) -> bool:
 def test_every_registered_transform_runs_on_a_sample(name):
     torch.manual_seed(0)
     op = TRANSFORMS.build(dict(type=name, **PARAMS.get(name, {})), path="data.train.pipeline.0")
-    out = op(_input_for(name))
+    sample = _input_for(name)
+    originals = {k: (v, v.copy()) for k, v in sample.items() if isinstance(v, np.ndarray)}
+    out = op(sample)
+    for k, (array, copy) in originals.items():  # datasets may cache arrays: never write into them
+        assert np.array_equal(array, copy), f"{name} changed the caller's {k!r} array in place"
     assert isinstance(out, dict)
     assert _is_image(out["image"]), type(out["image"])
     if name in BATCH_INPUT:
@@ -295,6 +299,18 @@ def test_random_geometry_moves_boxes_with_the_pixels(cfg):
         assert _boxes(out) == [[x0, y0, x1, y1]], (seed, _boxes(out), (x0, y0, x1, y1))
 
 
+@pytest.mark.parametrize("name", ["RandomHorizontalFlip", "RandomFlipImage", "RandomErasingImage"])
+def test_ops_that_do_nothing_this_time_leave_the_callers_arrays_alone(name):
+    s = make_sample()
+    s["bboxes"][0] = [-5, 2, 10, 12]  # partly outside: the output is clipped, the input is not
+    boxes, image = s["bboxes"], s["image"]
+    before = boxes.copy(), image.copy()
+    cfg = {"RandomHorizontalFlip": dict(p=0.0), "RandomFlipImage": dict(prob=0.0)}.get(name, {})
+    for _ in range(3):
+        TRANSFORMS.build(dict(type=name, **cfg))(dict(s, bboxes=boxes, image=image))
+    assert np.array_equal(boxes, before[0]) and np.array_equal(image, before[1])
+
+
 def test_random_flip_image_swaps_left_right_joints():
     op = TRANSFORMS.build(dict(type="RandomFlipImage", prob=1.0, swap_ids=[[0], [2]]))
     s = make_sample()
@@ -320,6 +336,31 @@ def test_keep_ratio_pads_to_square_and_shifts_annotations():
     assert _boxes(out) == [[2, 11, 10, 20]]
     assert out["joints2d"].tolist() == [[[3.0, 12.0]]]
     assert out["image_meta"]["offset"] == [0, 8, 0, 8]
+
+
+def test_image_and_mask_keys_get_the_same_random_parameters():
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :8] = 255
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, :8] = 3
+    op = TRANSFORMS.build(
+        dict(type="RandomResizedCrop", size=16, scale=(0.3, 1.0), keys=["image", "mask"])
+    )
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = op({"image": img, "mask": mask})
+        assert out["mask"].shape == (16, 16) and set(np.unique(out["mask"])) <= {0, 3}
+        assert ((out["image"][..., 0] > 127) == (out["mask"] == 3)).mean() > 0.9
+
+
+def test_gt_json_lists_are_accepted_and_filtered_together():
+    s = make_sample()
+    for k in ("bboxes", "labels", "joints2d", "joints_vis"):
+        s[k] = np.asarray(s[k]).tolist()
+    out = TRANSFORMS.build(dict(type="CenterCrop", size=8))(s)
+    assert _boxes(out) == [[2, 0, 8, 8]]
+    assert out["labels"] == [2] and out["joints_vis"] == [[1, 0, 0]]
+    assert np.allclose(out["joints2d"], [np.array(JOINTS[1]) - 12])
 
 
 def test_label_map_segments_follow_a_flip_with_nearest_values():

@@ -192,7 +192,7 @@ def drop_lost_boxes(
     before the op and has none after clipping; boxes that were already degenerate are kept.
     """
     h, w = hw
-    after = after.astype(np.float32, copy=False)
+    after = np.array(after, dtype=np.float32)  # a copy: `after` may share the caller's array
     np.clip(after[:, 0::2], 0, w, out=after[:, 0::2])
     np.clip(after[:, 1::2], 0, h, out=after[:, 1::2])
     sample["bboxes"] = after

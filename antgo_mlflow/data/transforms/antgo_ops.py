@@ -410,7 +410,8 @@ class RandomErasingImage(BaseTransform):
         self.prob, self.sl, self.sh, self.r1, self.fill = prob, sl, sh, r1, fill
 
     def __call__(self, sample):
-        img = _image(sample, "RandomErasingImage")
+        img = _image(sample, "RandomErasingImage").copy()  # never write into the caller's array
+        sample["image"] = img
         h, w = img.shape[:2]
         regions = _boxes(sample)
         if not len(regions):
@@ -624,7 +625,8 @@ class CutmixImage(_Mix):
     def _mix(self, sample, other, weight: float) -> float:
         import cv2
 
-        a = _image(sample, "CutmixImage")
+        a = _image(sample, "CutmixImage").copy()  # never write into the caller's array
+        sample["image"] = a
         h, w = a.shape[:2]
         b = np.ascontiguousarray(as_numpy_image(other.get("image")))
         other_boxes = _boxes(other)
