@@ -172,6 +172,19 @@ def test_failure_midway_leaves_no_partial_output(src, tmp_path, monkeypatch, exc
     assert (tgt / "annotation.json").read_text() == "[]"
 
 
+def test_ctrl_c_while_the_pool_runs_leaves_nothing(src, tmp_path, monkeypatch):
+    def interrupted(iterable, total=None, desc="", unit=""):
+        for i, item in enumerate(iterable):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(mod, "progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        extract_images(src, tmp_path / "out", max_size=32, workers=2)
+    assert not (tmp_path / "out").exists()
+
+
 def test_output_folder_inside_src_is_not_read_back(src):
     tgt = src / "dataset"
     extract_images(src, tgt, workers=1)
@@ -265,3 +278,19 @@ def test_cli_corrupt_image_among_good_ones_is_counted_not_fatal(src, tmp_path, c
     assert res.code == 0, res
     assert "wrote 6 images" in res.stdout
     assert "skipped 2 (1 corrupt image, 1 non-image file)" in res.stdout
+
+
+def test_extract_modules_import_neither_torch_nor_mlflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import antgo_mlflow.tools.extract_images, antgo_mlflow.tools.extract_videos\n"
+        "import antgo_mlflow.tools.extract_coco, antgo_mlflow.tools.extract_crop\n"
+        "import antgo_mlflow.tools.extract_samples, antgo_mlflow.cli.extract\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mlflow', 'torchvision'}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
