@@ -451,6 +451,12 @@ def test_decode_image_turns_png_bytes_into_rgb_numpy():
     assert (out["height"], out["width"]) == (32, 32)
 
 
+def test_decode_image_can_give_bgr_like_antgo_by_default():
+    arr = make_sample()["image"]
+    out = TRANSFORMS.build(dict(type="DecodeImage", to_rgb=False))({"image": png_bytes(arr)})
+    assert np.array_equal(out["image"], arr[..., ::-1])
+
+
 def test_decode_image_on_garbage_names_the_problem():
     with pytest.raises(DataError, match="cannot decode image bytes"):
         TRANSFORMS.build(dict(type="DecodeImage"))({"image": b"not an image"})
@@ -607,3 +613,48 @@ def test_antgo_mixing_works_on_a_batch(name):
     out = TRANSFORMS.build(dict(type=name, prob=1.0, num_classes=4))(batch)
     assert out["image"].shape == (4, 3, 8, 8)
     assert out["label"].shape == (4, 4) and torch.allclose(out["label"].sum(1), torch.ones(4))
+
+
+# -- with the real shard dataset ---------------------------------------------------------------
+
+
+def test_seed_style_and_detection_pipelines_run_inside_tfdataset(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from antgo_mlflow.registry import DATASETS
+    from antgo_mlflow.tools.package_tfrecord import package_tfrecord
+    from tests.data.gtfactory import make_dataset
+
+    gt = make_dataset(tmp_path / "ds", n=4, rich=True, classes=["cat", "dog", "bird"])
+    shards = package_tfrecord(str(gt), tmp_path / "tf", "train", num=5)
+    seed_like = [dict(SEED_PIPELINE[i]) for i in range(len(SEED_PIPELINE))]
+    seed_like[3] = dict(seed_like[3], size=(8, 10))  # the factory's images are 8x10
+    ds = DATASETS.build(
+        dict(
+            type="TFDataset",
+            data_path_list=[str(shards.tgt)],
+            pipeline=seed_like,
+            inputs_def={"fields": ["image", "label", "image_meta"]},
+        ),
+        path="data.train",
+    )
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 3, 8, 10) and batch["image"].dtype == torch.float32
+    assert batch["image_meta"]["image_file"] == [f"img/{i}.png" for i in range(4)]
+
+    detection = DATASETS.build(
+        dict(
+            type="TFDataset",
+            data_path_list=[str(shards.tgt)],
+            pipeline=[
+                dict(type="DecodeImage"),
+                dict(type="RandomHorizontalFlip", p=1.0),
+                dict(type="Resize", size=(16, 20)),
+            ],
+        )
+    )
+    sample = detection[1]
+    assert sample["image"].shape == (16, 20, 3)
+    # [1, 2, 5.5, 7] in a 10-wide image: flip -> [4.5, 2, 9, 7], then x2 in both directions.
+    assert _boxes(sample) == [[9, 4, 18, 14], [14, 0, 20, 8]]
+    assert (sample["height"], sample["width"]) == (16, 20)

@@ -64,16 +64,13 @@ class BaseTransform:
 def decode_image(data: bytes | bytearray | memoryview, to_rgb: bool = True) -> np.ndarray:
     """Decode PNG/JPEG bytes into an HWC uint8 array (RGB, or BGR with ``to_rgb=False``).
 
-    OpenCV is the decoder: measured here it is 3-6x faster than PIL on small PNGs and 3x on JPEG.
-    Grey images come back with 3 channels; alpha is dropped.
+    Uses the shard readers' decoder (``antgo_mlflow.data.decode``: OpenCV, measured fastest).
+    Grey images come back with 3 channels; alpha is dropped. Bad bytes raise DataError.
     """
-    import cv2
+    from antgo_mlflow.data.decode import decode_image as _decode
 
-    buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise DataError(f"cannot decode image bytes ({buf.size} bytes; not a PNG/JPEG image?)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if to_rgb else img
+    img = _decode(data)
+    return img if to_rgb else np.ascontiguousarray(img[..., ::-1])
 
 
 def is_pil(obj: Any) -> bool:
