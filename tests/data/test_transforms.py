@@ -451,7 +451,7 @@ def test_decode_image_turns_png_bytes_into_rgb_numpy():
     assert (out["height"], out["width"]) == (32, 32)
 
 
-def test_decode_image_can_give_bgr_like_antgo_by_default():
+def test_decode_image_with_to_rgb_false_gives_bgr():
     arr = make_sample()["image"]
     out = TRANSFORMS.build(dict(type="DecodeImage", to_rgb=False))({"image": png_bytes(arr)})
     assert np.array_equal(out["image"], arr[..., ::-1])
