@@ -22,6 +22,7 @@ once per process, so DataLoader workers each use their own handles.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import os
 import re
@@ -201,18 +202,16 @@ class _SampleMixin:
         from antgo_mlflow.data.decode import decode_image
         from antgo_mlflow.data.records import decode_features, parse_example
 
-        raw = parse_example(data)
-        if self._keys is not None:
-            raw = {k: v for k, v in raw.items() if k in self._keys or k.startswith("__")}
+        raw = parse_example(data, self._keys)
         sample = decode_features(raw, self.description)
         if "label" not in sample and "image_label" in sample:
             sample["label"] = sample["image_label"]
         if self.description:
             missing = [k for k in self.description if k not in sample]
             if missing:
+                present = sorted(k for k in parse_example(data) if not k.startswith("__"))
                 raise DataError(
-                    f"{where}: description asks for {missing} but the record has "
-                    f"{sorted(k for k in raw if not k.startswith('__'))}"
+                    f"{where}: description asks for {missing}; the record has {present}"
                 )
             if "image_label" not in self.description:
                 sample.pop("image_label", None)
@@ -306,10 +305,10 @@ class _ShardDataset(_SampleMixin, Dataset):
                 size += len(reader)
             source_sizes.append(size)
         self.source_sizes = source_sizes
-        counts = np.array([len(r) for r in self.readers], dtype=np.int64)
-        self._ends = np.cumsum(counts)
-        self._starts = self._ends - counts
-        self._len = int(self._ends[-1]) if len(counts) else 0
+        counts = [len(r) for r in self.readers]
+        self._ends = np.cumsum(counts, dtype=np.int64).tolist()  # lists: bisect beats numpy here
+        self._starts = [e - c for e, c in zip(self._ends, counts, strict=True)]
+        self._len = int(self._ends[-1]) if counts else 0
         if ratios is not None and len(ratios) != len(self.sources):
             raise ConfigError(
                 f"ratios: {len(ratios)} values for {len(self.sources)} data sources (one per entry)"
@@ -331,11 +330,11 @@ class _ShardDataset(_SampleMixin, Dataset):
             index += self._len
         if not 0 <= index < self._len:
             raise IndexError(f"index {index} out of range for {self._len} samples")
-        shard = int(np.searchsorted(self._ends, index, side="right"))
-        return self.readers[shard], int(index - self._starts[shard])
+        shard = bisect.bisect_right(self._ends, index)
+        return self.readers[shard], index - self._starts[shard]
 
     def read_record(self, index: int) -> bytes:
-        """The raw serialized record of sample ``index``."""
+        """The serialized record of sample ``index`` (bytes-like)."""
         reader, local = self.locate(index)
         return reader.read(local)
 

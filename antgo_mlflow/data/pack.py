@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -249,20 +249,39 @@ def _encode(item: tuple[str, Path, Any]) -> tuple[str, bytes | None, str]:
     return where, record, reason
 
 
+def _encode_chunk(chunk: list) -> list:
+    return [_encode(item) for item in chunk]
+
+
+_CHUNK = 16  # samples per thread task: amortises the hand-off between threads
+
+
 def iter_records(
     sources: list[_Source], workers: int
 ) -> Iterator[tuple[int, str, bytes | None, str]]:
-    """Yield ``(source number, where, record or None, drop reason)`` per input sample, in order."""
+    """Yield ``(source number, where, record or None, drop reason)`` per input sample, in order.
+
+    GT samples are read and encoded by ``workers`` threads in chunks; a bounded window of
+    chunks in flight keeps the output order and the memory use (about ``4 * workers * 16``
+    records) independent of the input size.
+    """
+    window = 2 * max(1, workers) + 2
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for k, source in enumerate(sources):
             if source.kind == "shards":
                 for where, data in _shard_records(source):
                     yield k, where, data, ""
                 continue
+            pending: deque = deque()
             items = _gt_items(source)
-            while chunk := list(islice(items, 256 * max(1, workers))):
-                for where, record, reason in pool.map(_encode, chunk):
-                    yield k, where, record, reason
+            while chunk := list(islice(items, _CHUNK)):
+                pending.append(pool.submit(_encode_chunk, chunk))
+                if len(pending) >= window:
+                    for result in pending.popleft().result():
+                        yield (k, *result)
+            while pending:
+                for result in pending.popleft().result():
+                    yield (k, *result)
 
 
 # -- writing -----------------------------------------------------------------------------------

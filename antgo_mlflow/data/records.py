@@ -238,20 +238,33 @@ def serialize_sample(sample: dict[str, Any]) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def parse_example(data: bytes) -> dict[str, Any]:
-    """Parse serialized Example bytes into ``{name: list of values}`` (bytes, ints or floats)."""
+_MARKERS = ("shape", "type", "json", "exact", "bytes")
+
+
+def parse_example(data, keys=None) -> dict[str, Any]:
+    """Parse serialized Example bytes into ``{name: list of values}`` (bytes, ints or floats).
+
+    With ``keys`` only those features (and their ``__k_*`` markers) are extracted.
+    """
     example = example_pb2().Example()
     try:
-        example.ParseFromString(bytes(data))
+        example.ParseFromString(data)
     except Exception as exc:  # protobuf's DecodeError
         raise DataError(f"not a tf.train.Example record ({exc})") from None
+    fmap = example.features.feature
+    if keys is None:
+        names = list(fmap.keys())
+    else:
+        names = []
+        for key in keys:
+            if key in fmap:
+                names.append(key)
+                names.extend(m for m in (f"__{key}_{x}" for x in _MARKERS) if m in fmap)
     raw: dict[str, Any] = {}
-    for key, feature in example.features.feature.items():
+    for name in names:
+        feature = fmap[name]
         kind = feature.WhichOneof("kind")
-        if kind is None:
-            raw[key] = []
-        else:
-            raw[key] = getattr(feature, kind).value
+        raw[name] = [] if kind is None else getattr(feature, kind).value
     return raw
 
 

@@ -188,9 +188,9 @@ class TFRecordShardReader:
             self._pid = pid
         return self._fd
 
-    def read(self, i: int) -> bytes:
-        """The serialized record ``i`` (CRCs verified unless ``verify=False``)."""
-        offset, size = (int(v) for v in self.index[i])
+    def read(self, i: int) -> memoryview:
+        """The serialized record ``i`` as a memoryview (CRCs verified unless ``verify=False``)."""
+        offset, size = self.index[i].tolist()
         buf = os.pread(self._open(), size, offset)
         if len(buf) != size or size < 16:
             raise ShardError(
@@ -209,7 +209,7 @@ class TFRecordShardReader:
                 raise ShardError(
                     f"{self.path}: record {i} is corrupt (CRC mismatch at byte {offset})"
                 )
-        return data.tobytes()
+        return data
 
     def close(self) -> None:
         """Close this process's descriptor."""

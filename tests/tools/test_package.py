@@ -115,13 +115,13 @@ def _pack_in_child(gt: Path, tgt: Path) -> subprocess.Popen:
 
 
 def test_kill_9_midway_leaves_nothing_complete_and_rerun_starts_clean(tmp_path):
-    gt = make_dataset(tmp_path / "ds", n=12)
+    gt = make_dataset(tmp_path / "ds", n=40)
     old = package_tfrecord(str(gt), tmp_path / "out", "t", num=100)
     before = _files(tmp_path / "out")
-    # Sample 10's image is a FIFO: the packer blocks there after staging 3 shards.
+    # Sample 30's image is a FIFO: the packer blocks there after staging 5 shards.
     samples = json.loads(gt.read_text())
     os.mkfifo(tmp_path / "ds" / "img" / "fifo.png")
-    samples[10]["image_file"] = "img/fifo.png"
+    samples[30]["image_file"] = "img/fifo.png"
     blocking = tmp_path / "ds" / "blocking.json"
     blocking.write_text(json.dumps(samples))
     proc = _pack_in_child(blocking, tmp_path / "out")
@@ -136,7 +136,7 @@ def test_kill_9_midway_leaves_nothing_complete_and_rerun_starts_clean(tmp_path):
     assert visible == before  # the old complete set is untouched, no new file looks complete
     verify_shards(old.manifest)
     summary = package_tfrecord(str(gt), tmp_path / "out", "t", num=3)  # rerun starts clean
-    assert summary.total == 12
+    assert summary.total == 40
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     verify_shards(summary.manifest)
 

@@ -1,0 +1,271 @@
+"""Shard packing and reading throughput (issue 3 Performance section); prints tables and ratios.
+
+Run: ``python benchmarks/bench_shards.py`` (20,000 32x32 PNG + 2,000 256x256 JPEG), or
+``--quick`` (2,000 + 200, and 100/300 MB for the memory check). Everything is measured in this
+run, on this machine:
+
+1. image decoders (PIL vs torchvision vs OpenCV), single thread, from memory;
+2. packing samples/s (package/tfrecord, package/kv) vs a plain loop that only reads the files;
+3. reading images/s through ``DataLoader`` with 0, 1 and 2 workers (TFDataset decoding the image
+   to HWC uint8), next to (a) workers x the single-thread decode rate of the same images from
+   memory and (b) the ``tfrecord`` package's own ``TFRecordDataset`` on the same shards with the
+   same decoder; goals: >= 0.6 x (workers x decode) and >= 1.0 x the package's reader;
+4. peak RSS of a child process reading a small and a ~1 GB shard set (does not grow with size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _images(folder: Path, n: int, size: int, ext: str, seed: int) -> list[dict]:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    base = cv2.GaussianBlur(
+        rng.integers(0, 256, (size * 4, size * 4, 3), dtype=np.uint8), (9, 9), 4
+    )
+    samples = []
+    for i in range(n):
+        y, x = rng.integers(0, size * 3, 2)
+        crop = np.ascontiguousarray(base[y : y + size, x : x + size])
+        crop[0, 0] = i % 256  # distinct files
+        params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext == "jpg" else []
+        ok, buf = cv2.imencode(f".{ext}", crop, params)
+        assert ok
+        name = f"img/{i}.{ext}"
+        (folder / name).write_bytes(buf.tobytes())
+        samples.append({"image_file": name, "image_label": int(i % 10), "tag": "bench"})
+    (folder / "annotation.json").write_text(json.dumps(samples))
+    return samples
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def _table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n## {title}")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    print(fmt.format(*header))
+    for row in rows:
+        print(fmt.format(*row))
+
+
+def bench_decoders(sets: dict) -> dict:
+    from antgo_mlflow.data.decode import BACKENDS, decode_image
+
+    results, rows = {}, []
+    for name, blobs in sets.items():
+        for backend in BACKENDS:
+            for b in blobs[:20]:
+                decode_image(b, backend)
+            n = min(len(blobs), 3000)
+            t = time.perf_counter()
+            for b in blobs[:n]:
+                decode_image(b, backend)
+            results[(name, backend)] = _rate(n, time.perf_counter() - t)
+        best = max(BACKENDS, key=lambda k: results[(name, k)])
+        for backend in BACKENDS:
+            r = results[(name, backend)]
+            rows.append([name, backend, f"{r:,.0f}", f"{r / results[(name, 'pil')]:.2f}x",
+                         "<- winner" if backend == best else ""])  # fmt: skip
+    _table("decode from memory, single thread (images/s)",
+           ["set", "decoder", "img/s", "vs PIL", ""], rows)  # fmt: skip
+    return results
+
+
+def bench_packing(sets: dict, root: Path) -> dict:
+    from antgo_mlflow.tools.package_kv import package_kv
+    from antgo_mlflow.tools.package_tfrecord import package_tfrecord
+
+    rows, out = [], {}
+    for name, (folder, samples) in sets.items():
+        t = time.perf_counter()
+        total = 0
+        for s in samples:  # the baseline: only read the image files
+            with open(folder / s["image_file"], "rb") as fh:
+                total += len(fh.read())
+        base = _rate(len(samples), time.perf_counter() - t)
+        summary = package_tfrecord(str(folder / "annotation.json"), root / f"tf-{name}", name)
+        tf_rate = _rate(summary.total, summary.seconds)
+        kv = package_kv(str(folder / "annotation.json"), root / f"kv-{name}", name)
+        kv_rate = _rate(kv.total, kv.seconds)
+        out[name] = summary
+        rows.append([name, len(samples), f"{base:,.0f}", f"{tf_rate:,.0f}", f"{tf_rate / base:.2f}",
+                     f"{kv_rate:,.0f}", f"{kv_rate / base:.2f}"])  # fmt: skip
+    _table("packing (samples/s)",
+           ["set", "n", "read files", "package/tfrecord", "ratio", "package/kv", "ratio"],
+           rows)  # fmt: skip
+    return out
+
+
+def _loader_rate(dataset, workers: int, batch: int = 64, shuffle: bool = False) -> float:
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch, num_workers=workers, shuffle=shuffle,
+                        persistent_workers=False)  # fmt: skip
+    t = time.perf_counter()
+    n = 0
+    for b in loader:
+        n += len(b["image"]) if isinstance(b, dict) else len(b)
+    return _rate(n, time.perf_counter() - t)
+
+
+class _PkgDecode:
+    """Decode the ``tfrecord`` package's records with the same decoder (picklable)."""
+
+    def __call__(self, features):
+        from antgo_mlflow.data.decode import decode_image
+
+        return {"image": decode_image(features["image"])}
+
+
+def bench_reading(packed: dict, decode_rates: dict, root: Path) -> list:
+    import torch
+    from tfrecord.torch.dataset import TFRecordDataset
+
+    from antgo_mlflow.data.datasets import TFDataset
+    from antgo_mlflow.data.tfrecord import index_path_for
+
+    torch.set_num_threads(1)
+    rows, goals = [], []
+    for name, summary in packed.items():
+        single = max(v for (s, _), v in decode_rates.items() if s == name)
+        shard = summary.shards[0]
+        ours = TFDataset(data_path_list=[str(shard)], description={"image": "numpy"},
+                         inputs_def={"fields": ["image"]})  # fmt: skip
+        for workers in (0, 1, 2):
+            theirs = TFRecordDataset(str(shard), str(index_path_for(shard)),
+                                     description={"image": "byte"}, transform=_PkgDecode())  # fmt: skip
+            r_ours = _loader_rate(ours, workers, shuffle=True)
+            r_theirs = _loader_rate(theirs, workers)
+            ideal = max(1, workers) * single
+            rows.append([name, workers, f"{r_ours:,.0f}", f"{ideal:,.0f}", f"{r_ours / ideal:.2f}",
+                         f"{r_theirs:,.0f}", f"{r_ours / r_theirs:.2f}"])  # fmt: skip
+            goals.append((name, workers, r_ours / ideal, r_ours / r_theirs))
+    _table("reading + decoding through DataLoader (images/s); ours shuffles globally, "
+           "the tfrecord package reads sequentially",
+           ["set", "workers", "TFDataset", "workers x decode", "ratio (goal>=0.6)",
+            "tfrecord pkg", "ours/pkg (goal>=1.0)"], rows)  # fmt: skip
+    return goals
+
+
+_RSS_CHILD = """
+import resource, sys
+sys.path.insert(0, {repo!r})
+import torch
+from torch.utils.data import DataLoader
+from antgo_mlflow.data.datasets import TFDataset
+ds = TFDataset(data_folder={folder!r}, inputs_def={{"fields": ["image"]}})
+n = total = 0
+for batch in DataLoader(ds, batch_size=None, num_workers={workers}, shuffle=True):
+    total += len(batch["image"])
+    n += 1
+self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(n, total, self_kb, child_kb)
+"""
+
+
+def _make_big_set(folder: Path, megabytes: int) -> None:
+    from antgo_mlflow.data.pack import pack
+
+    raw = folder / "raw"
+    (raw / "img").mkdir(parents=True, exist_ok=True)
+    samples = []
+    rng = np.random.default_rng(1)
+    # Noise PNGs of ~1 MB each are incompressible, so the shard size is what we ask for.
+    import cv2
+
+    noise = rng.integers(0, 256, (600, 600, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", noise, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    png = png.tobytes()
+    for i in range(max(1, megabytes * (1 << 20) // len(png))):
+        (raw / "img" / f"{i}.png").write_bytes(png)
+        samples.append({"image_file": f"img/{i}.png", "image_label": 0})
+    (raw / "annotation.json").write_text(json.dumps(samples))
+    pack(str(raw / "annotation.json"), folder / "shards", "big", num=200)
+    shutil.rmtree(raw)
+
+
+def bench_rss(root: Path, small_mb: int, large_mb: int) -> tuple:
+    rows, peaks = [], {}
+    for mb in (small_mb, large_mb):
+        folder = root / f"rss-{mb}"
+        _make_big_set(folder, mb)
+        size = sum(f.stat().st_size for f in (folder / "shards").glob("*-tfrecord"))
+        for workers in (0, 2):
+            code = _RSS_CHILD.format(repo=str(REPO), folder=str(folder / "shards"), workers=workers)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout.split()  # fmt: skip
+            n, total, self_kb, child_kb = (int(x) for x in out)
+            peak = max(self_kb, child_kb) / 1024
+            peaks[(mb, workers)] = peak
+            rows.append([f"{size / 2**20:,.0f} MB", n, workers, f"{self_kb / 1024:,.0f}",
+                         f"{child_kb / 1024:,.0f}" if workers else "-"])  # fmt: skip
+        shutil.rmtree(folder)
+    _table("peak RSS reading every record once (MB; child process, ru_maxrss)",
+           ["shards", "records", "workers", "main peak", "worker peak"], rows)  # fmt: skip
+    return peaks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sets for a fast check")
+    parser.add_argument("--root", default=None, help="work folder (default: a temp dir)")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the memory check")
+    args = parser.parse_args()
+    os.environ.setdefault("ANTGO_PROGRESS", "0")
+    n_png, n_jpg = (2000, 200) if args.quick else (20000, 2000)
+    small_mb, large_mb = (100, 300) if args.quick else (100, 1024)
+    root = Path(args.root or tempfile.mkdtemp(prefix="bench-shards-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"# bench_shards: {n_png} PNG 32x32 + {n_jpg} JPEG 256x256, cpus={os.cpu_count()}, "
+          f"load={os.getloadavg()[0]:.1f}, root={root}")  # fmt: skip
+    t0 = time.perf_counter()
+    sets = {
+        "png32": (root / "png32", _images(root / "png32", n_png, 32, "png", 0)),
+        "jpg256": (root / "jpg256", _images(root / "jpg256", n_jpg, 256, "jpg", 1)),
+    }
+    print(f"made images in {time.perf_counter() - t0:.1f}s")
+    blobs = {k: [(f / s["image_file"]).read_bytes() for s in ss] for k, (f, ss) in sets.items()}
+    decode_rates = bench_decoders(blobs)
+    packed = bench_packing(sets, root)
+    goals = bench_reading(packed, decode_rates, root)
+    peaks = None if args.skip_rss else bench_rss(root, small_mb, large_mb)
+    print("\n## goals")
+    for name, workers, vs_decode, vs_pkg in goals:
+        print(f"{name} workers={workers}: {vs_decode:.2f} x (workers x decode) "
+              f"[{'ok' if vs_decode >= 0.6 else 'MISSED'}], {vs_pkg:.2f} x tfrecord pkg "
+              f"[{'ok' if vs_pkg >= 1.0 else 'MISSED'}]")  # fmt: skip
+    if peaks:
+        for workers in (0, 2):
+            grow = peaks[(large_mb, workers)] - peaks[(small_mb, workers)]
+            print(f"peak RSS growth {small_mb} MB -> {large_mb} MB shards, workers={workers}: "
+                  f"{grow:+.0f} MB [{'ok' if grow < 64 else 'MISSED'} (ceiling: +64 MB)]")  # fmt: skip
+    print(
+        f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+    if not args.root:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
