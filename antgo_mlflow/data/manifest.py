@@ -6,7 +6,8 @@ file has been renamed into place. Content (no timestamps, so packing twice gives
     {"manifest_version": 1, "schema_version": 1, "format": "tfrecord" | "kv",
      "prefix": "hand", "total": 12, "dropped": 1,
      "shards": [{"file": "hand-00000-of-00002-tfrecord", "index": "hand-00000-of-00002-index",
-                 "count": 10, "start": 0, "bytes": 12345, "sha256": "..."}, ...],
+                 "count": 10, "start": 0, "bytes": 12345, "sha256": "...",
+                 "index_sha256": "..."}, ...],
      "class_names": ["cat", "dog"],
      "sources": [{"path": "/data/a/annotation.json", "samples": 13, "kept": 12}],
      "digest": "<16 hex>"}
@@ -108,6 +109,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def digest(path: str | os.PathLike) -> str:
+    """The manifest's content digest (16 hex chars), e.g. for ``mlflow.data`` dataset digests."""
+    return read_manifest(path)["digest"]
+
+
 def shard_files(manifest_file: str | os.PathLike, manifest: dict[str, Any]) -> list[Path]:
     """Absolute paths of the shard files a manifest lists (beside the manifest)."""
     folder = Path(manifest_file).parent
@@ -135,4 +141,7 @@ def verify_shards(path: str | os.PathLike) -> dict[str, Any]:
         index = shard.get("index")
         if index and not (path.parent / index).is_file():
             raise ShardError(f"{path.parent / index}: index listed in {path.name} is missing")
+        if index and "index_sha256" in shard:
+            if sha256_file(path.parent / index) != shard["index_sha256"]:
+                raise ShardError(f"{path.parent / index}: sha256 differs from {path.name}")
     return manifest

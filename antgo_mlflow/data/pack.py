@@ -11,6 +11,9 @@ Shared by ``antgo_mlflow.tools.package_tfrecord`` and ``package_kv``. Guarantees
 - Atomic: everything is written in ``<tgt>/.antgo-tmp-pack-<prefix>/`` and renamed into place at
   the end; the manifest is written last. A run killed with ``kill -9`` leaves only that hidden
   folder, which the next run for the same prefix removes.
+- antgo compatibility: fields of antgo's sample template that a sample lacks are written with
+  antgo's defaults (``records.ANTGO_TEMPLATE``), so antgo's TFDataset reads our shards with its
+  default description too.
 - Re-sharding: a ``--src`` entry that is a manifest, a ``-tfrecord``/``-kvrecord`` file, a shard
   prefix or a folder of shards is read record by record (CRCs checked) and re-packed unchanged.
 """
@@ -183,7 +186,7 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
 
 def encode_gt_sample(base: Path, sample: dict[str, Any]) -> tuple[bytes | None, str]:
     """Read the image of one GT sample and serialize it; ``(None, reason)`` if unreadable."""
-    from antgo_mlflow.data.records import serialize_sample
+    from antgo_mlflow.data.records import serialize_sample, with_antgo_defaults
 
     image_file = sample.get("image_file") or ""
     if not image_file:
@@ -202,7 +205,7 @@ def encode_gt_sample(base: Path, sample: dict[str, Any]) -> tuple[bytes | None, 
     size = _image_size(data)
     if size is None:
         return None, "not an image"
-    sample = dict(sample)
+    sample = with_antgo_defaults(sample)  # antgo's default reader asks for every template field
     sample["width"], sample["height"] = size  # antgo overwrites them from the header too
     sample["image"] = data
     try:
@@ -480,6 +483,7 @@ def _pack_into(sources, tgt: Path, prefix: str, num: int, workers: int, fmt: str
                 index_path = staging.path / f"{i:05d}.index"
                 index_path.write_bytes(format_index(index))
                 entry["index"] = index_name
+                entry["index_sha256"] = _sha256(index_path)
                 moves.append((index_path, tgt / index_name))
             shard_entries.append(entry)
             summary.shards.append(tgt / final)

@@ -50,6 +50,54 @@ TYPE_CODES: dict[int, np.dtype] = {
 }
 _CODE_OF = {dtype: code for code, dtype in TYPE_CODES.items()}
 
+#: antgo's per-sample template at HEAD (``antgo/resource/templates/sample_gt.json``). The packers
+#: fill fields a sample lacks with these defaults, because antgo's TFDataset, without an explicit
+#: ``description``, asks every record for every template field.
+ANTGO_TEMPLATE: dict[str, Any] = {
+    "image_url": "",
+    "image_file": "",
+    "semantic_file": "",
+    "semantic_url": "",
+    "height": 0,
+    "width": 0,
+    "image_label": -1,
+    "image_label_name": "",
+    "view_num": 0,
+    "view_id": "-1",
+    "cam_name": "",
+    "tag": "",
+    "clip_tag": "",
+    "timestamp": "",
+    "bboxes": [],
+    "box_visibility": [],
+    "labels": [],
+    "has_bboxes3d": False,
+    "bboxes3d_trans": [],
+    "bboxes3d_rotation": [],
+    "bboxes3d_size": [],
+    "has_joints2d": [],
+    "joints2d": [],
+    "joints_vis": [],
+    "has_joints3d": [],
+    "joints3d": [],
+    "segments": [],
+    "has_dof": [],
+    "pose": [],
+    "trans": [],
+    "shape": [],
+    "has_cam_param": False,
+    "cam_param": {},
+    "predictions": {},
+}
+
+
+def with_antgo_defaults(sample: dict[str, Any]) -> dict[str, Any]:
+    """``sample`` plus antgo's template defaults for the fields it lacks (sample values win)."""
+    out = {k: (v.copy() if isinstance(v, (list, dict)) else v) for k, v in ANTGO_TEMPLATE.items()}
+    out.update(sample)
+    return out
+
+
 #: Fields antgo stores as JSON dicts without any marker (decoded as dicts when no marker says so).
 ANTGO_DICT_FIELDS = frozenset({"cam_param", "predictions", "other"})
 #: Fields that stay raw bytes on read.

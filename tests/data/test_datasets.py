@@ -197,3 +197,75 @@ def test_bad_arguments_are_clear(shards, tmp_path):
         ds[0]
     with pytest.raises(IndexError):
         ds[23]
+
+
+def test_antgo_written_shards_read_here(tmp_path):
+    from tfrecord.tools.tfrecord2idx import create_index
+    from tfrecord.writer import TFRecordWriter
+
+    from tests.data.gtfactory import image_bytes
+
+    folder = tmp_path / "antgo"
+    folder.mkdir()
+    shard = folder / "hand-00000-of-00001-tfrecord"
+    writer = TFRecordWriter(str(shard))
+    for i in range(4):  # what antgo's TFDataWriter writes for a sample
+        boxes = np.array([[i, 0, 4, 4]], dtype=np.float32)
+        writer.write({
+            "image": (image_bytes(i), "byte"),
+            "image_file": (f"{i}.png".encode(), "byte"),
+            "image_label": (i % 2, "int"),
+            "bboxes": (boxes.tobytes(), "byte"),
+            "__bboxes_shape": ([1, 4], "int"),
+            "__bboxes_type": (0, "int"),
+            "cam_param": (b"{}", "byte"),
+        })  # fmt: skip
+    writer.close()
+    create_index(str(shard), str(folder / "hand-00000-of-00001-index"))
+    ds = TFDataset(data_path_list=[str(folder)])
+    assert len(ds) == 4
+    sample = ds[2]
+    assert sample["image_file"] == "2.png" and sample["label"] == 0
+    assert sample["bboxes"].tolist() == [[2, 0, 4, 4]] and sample["cam_param"] == {}
+    seed = TFDataset(data_path_list=[str(folder)], description=SEED_DESCRIPTION | {"tag": "str"})
+    with pytest.raises(DataError, match=r"asks for \['tag'\]"):
+        seed[0]
+
+
+def test_our_shards_read_the_antgo_way(shards):
+    """antgo's TFDataset: tfrecord_loader with the default description built from its template."""
+    from tfrecord.reader import tfrecord_loader
+
+    from antgo_mlflow.data.records import ANTGO_TEMPLATE
+    from antgo_mlflow.data.tfrecord import index_path_for
+
+    description = {"image": "byte"}
+    kinds = {}
+    for k, v in ANTGO_TEMPLATE.items():
+        if isinstance(v, list):
+            description.update({k: "byte", f"__{k}_type": "int", f"__{k}_shape": "int"})
+            kinds[k] = "numpy"
+        else:
+            description[k] = "byte" if isinstance(v, (str, dict)) else "int"
+            kinds[k] = "dict" if isinstance(v, dict) else "str" if isinstance(v, str) else "int"
+    shard = shards["tf"].shards[1]
+    dtypes = {0: np.float32, 1: np.int32, 2: np.int64, 3: np.int8, 4: np.uint8}
+    records = list(tfrecord_loader(str(shard), str(index_path_for(shard)), description, (0, 1)))
+    assert len(records) == 5
+    record = records[2]  # sample 7
+    decoded = {}
+    for k, kind in kinds.items():
+        if kind == "numpy":
+            dtype = dtypes[int(record[f"__{k}_type"][0])]
+            decoded[k] = np.frombuffer(bytearray(record[k]), dtype).reshape(record[f"__{k}_shape"])
+        elif kind == "str":
+            decoded[k] = record[k].decode()
+        elif kind == "dict":
+            import json
+
+            decoded[k] = json.loads(record[k])
+    assert decoded["image_file"] == "img/7.png"
+    assert decoded["bboxes"].tolist() == rich_sample(7)["bboxes"]
+    assert decoded["segments"].tolist() == [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [0, 0]]]
+    assert decoded["predictions"] == rich_sample(7)["predictions"]
+    assert int(record["image_label"][0]) == 1

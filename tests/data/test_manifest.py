@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from antgo_mlflow.data.manifest import read_manifest, verify_shards
+from antgo_mlflow.data.manifest import digest, read_manifest, verify_shards
 from antgo_mlflow.errors import ShardError
 from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 from tests.data.gtfactory import make_dataset
@@ -33,6 +33,8 @@ def test_manifest_lists_counts_sha256_classes_and_sources(packed):
     assert manifest["sources"][0]["path"].endswith("annotation.json")
     assert manifest["sources"][0]["samples"] == 7 and manifest["sources"][0]["kept"] == 6
     assert verify_shards(packed.manifest)["digest"] == manifest["digest"]
+    assert digest(packed.manifest) == manifest["digest"]
+    assert all(len(s["index_sha256"]) == 64 for s in manifest["shards"])
 
 
 def test_verify_detects_a_changed_shard(packed):
