@@ -28,13 +28,29 @@ _BUILDING: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextV
 )
 
 
-def _closest(name: str, choices) -> str:
+def did_you_mean(name: str, choices) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``choices`` to ``name``, or ``''``."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     if not match:
         lowered = {c.lower(): c for c in choices}
         match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
         match = [lowered[m] for m in match]
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def current_build() -> tuple[str, Any] | None:
+    """The ``(config path, config)`` of the object being built right now, or None."""
+    return _BUILDING.get()
+
+
+def current_path(default: str) -> str:
+    """The config path of the object being built right now (``model.head.loss``), else ``default``.
+
+    Constructors use it so that errors raised after the Registry's own checks (a depth that is
+    not 6n+4, a class_weight of the wrong length) still name the key the user has to edit.
+    """
+    current = _BUILDING.get()
+    return current[0] if current else default
 
 
 def _child_path(cfg: Any) -> str | None:
@@ -90,6 +106,9 @@ class Registry:
         return decorator
 
     def _register(self, obj: Any, name: str | list[str] | None, force: bool) -> None:
+        # Our own modules register first, so a user module registering a name we also provide
+        # (the scaffold's WideResNet) is a duplicate it must force, whatever the import order.
+        self.import_locations()
         if not callable(obj):
             raise RegistryError(f"{self.name} registry: {obj!r} is not a class or function")
         names = [name] if isinstance(name, str) or name is None else list(name)
@@ -164,7 +183,7 @@ class Registry:
             obj = self.get(obj_type)
             if obj is None:
                 raise RegistryError(
-                    f"{path}.type: unknown {self.name} {obj_type!r}{_closest(obj_type, list(self))}"
+                    f"{path}.type: unknown {self.name} {obj_type!r}{did_you_mean(obj_type, list(self))}"
                 )
             type_name = obj_type
         elif callable(obj_type):
@@ -200,7 +219,7 @@ def check_kwargs(obj: Callable, kwargs: Mapping[str, Any], path: str, type_name:
         for key in kwargs:
             if key not in named:
                 raise RegistryError(
-                    f"{path}.{key}: {type_name} has no argument {key!r}{_closest(key, named)}"
+                    f"{path}.{key}: {type_name} has no argument {key!r}{did_you_mean(key, named)}"
                 )
     has_var_positional = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params.values())
     for n, p in named.items():

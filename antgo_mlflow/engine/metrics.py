@@ -26,13 +26,12 @@ import numpy as np
 
 from antgo_mlflow.errors import ConfigError, DataError
 from antgo_mlflow.fileio import atomic_write_bytes, atomic_write_text
-from antgo_mlflow.registry import _BUILDING, METRICS
+from antgo_mlflow.registry import METRICS, current_path
 
 
 def _path(default: str = "evaluation.metric") -> str:
     # The config path the Registry is building now, so errors name the key to edit.
-    current = _BUILDING.get()
-    return current[0] if current else default
+    return current_path(default)
 
 
 def as_arrays(preds, labels) -> tuple[np.ndarray, np.ndarray]:

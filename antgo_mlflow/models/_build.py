@@ -6,17 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from antgo_mlflow.errors import ConfigError
-from antgo_mlflow.registry import _BUILDING
+from antgo_mlflow.registry import current_build, current_path
 
 
 def config_path(default: str) -> str:
-    """The config path of the object being built right now (``model.head.loss``), else ``default``.
-
-    Constructors call this so that errors raised after the Registry's own checks (a depth that is
-    not 6n+4, a class_weight of the wrong length) still name the key the user has to edit.
-    """
-    current = _BUILDING.get()
-    return current[0] if current else default
+    """The config path of the object being built right now, else ``default``."""
+    return current_path(default)
 
 
 def build_module(registry, cfg: Any, path: str, default_type: str | None = None):
@@ -37,7 +32,7 @@ def build_module(registry, cfg: Any, path: str, default_type: str | None = None)
 
 def _nested_path(cfg: Any, fallback: str) -> str:
     # The parent being built knows where `cfg` sits; a default value is not inside it.
-    current = _BUILDING.get()
+    current = current_build()
     if current is not None:
         parent_path, parent = current
         if isinstance(parent, Mapping):

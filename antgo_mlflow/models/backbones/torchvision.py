@@ -14,7 +14,7 @@ from torch import nn
 
 from antgo_mlflow.errors import ConfigError
 from antgo_mlflow.models._build import config_path
-from antgo_mlflow.registry import MODELS, _closest
+from antgo_mlflow.registry import MODELS, did_you_mean
 
 #: Networks whose classifier and stem this wrapper knows how to replace.
 SUPPORTED = (
@@ -38,7 +38,7 @@ SUPPORTED = (
 def _check_name(name: str, path: str) -> str:
     if name not in SUPPORTED:
         raise ConfigError(
-            f"{path}: unknown torchvision network {name!r}{_closest(str(name), SUPPORTED)} "
+            f"{path}: unknown torchvision network {name!r}{did_you_mean(str(name), SUPPORTED)} "
             f"(supported: {', '.join(SUPPORTED)})"
         )
     return name
