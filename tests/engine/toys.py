@@ -168,7 +168,10 @@ def write_config(folder: Path, npz: Path, **overrides) -> Path:
         "optimizer": "dict(type='SGD', lr=0.1, momentum=0.9)",
         "optimizer_config": "dict(grad_clip=None)",
         "lr_config": "dict(policy='CosineAnnealing', min_lr=1e-4)",
-        "log_config": "dict(interval=2, hooks=[dict(type='TextLoggerHook')])",
+        "log_config": (
+            "dict(interval=2, hooks=[dict(type='TextLoggerHook'), "
+            "dict(type='MlflowLoggerHook', log_model=False)])"
+        ),
         "checkpoint_config": "dict(interval=1, max_keep_ckpts=2)",
         "evaluation": "dict(interval=1, metric=dict(type='EngineAccuracy'), save_best='top_1')",
         "max_epochs": "2",

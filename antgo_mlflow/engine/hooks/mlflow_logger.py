@@ -98,6 +98,8 @@ def _source(uri: str):
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
+    if "://" not in uri and Path(uri).exists():
+        uri = str(Path(uri).resolve())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -341,7 +343,8 @@ class MlflowLoggerHook(Hook):
     # -- metrics ----------------------------------------------------------------------------------
     def after_train_iter(self, runner, batch_idx, batch, outputs) -> None:
         if self._example is None and isinstance(batch.get("image"), torch.Tensor):
-            self._example = batch["image"][:1].detach().cpu().numpy()
+            # Two rows: torch.export would specialise a batch of one to a fixed size.
+            self._example = batch["image"][:2].detach().cpu().numpy()
         if runner.log_vars is None:
             return
         t0 = time.perf_counter()
