@@ -184,3 +184,15 @@ def write_config(folder: Path, npz: Path, **overrides) -> Path:
     path = folder / "config.py"
     path.write_text("".join(f"{k} = {v}\n" for k, v in keys.items() if v is not None))
     return path
+
+
+@HOOKS.register_module(force=True)
+class EngineInterruptHook(Hook):
+    """Raises KeyboardInterrupt after a given iteration (Ctrl-C without a real signal)."""
+
+    def __init__(self, at_iter: int = 5):
+        self.at_iter = at_iter
+
+    def after_train_iter(self, runner, batch_idx, batch, outputs):
+        if runner.iter == self.at_iter:
+            raise KeyboardInterrupt
