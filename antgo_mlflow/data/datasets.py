@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from antgo_mlflow.data.decode import decode_image
+from antgo_mlflow.data.records import decode_features, parse_example
 from antgo_mlflow.errors import ConfigError, DataError, ShardError
 from antgo_mlflow.registry import DATASETS
 
@@ -199,9 +201,6 @@ class _SampleMixin:
                 raise ConfigError("inputs_def.alias: needs one name per entry of 'fields'")
 
     def _make_sample(self, data: bytes, index: int, where: str):
-        from antgo_mlflow.data.decode import decode_image
-        from antgo_mlflow.data.records import decode_features, parse_example
-
         raw = parse_example(data, self._keys)
         sample = decode_features(raw, self.description)
         if "label" not in sample and "image_label" in sample:

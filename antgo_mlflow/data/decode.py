@@ -23,16 +23,11 @@ def _opencv(data: bytes) -> np.ndarray:
     import cv2
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    if flag is not None:  # OpenCV >= 4.10 converts while decoding
-        image = cv2.imdecode(buf, flag)
-        if image is None:
-            raise ValueError("OpenCV cannot decode these bytes")
-        return image
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 converts while decoding
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag)
     if image is None:
         raise ValueError("OpenCV cannot decode these bytes")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image if rgb_flag is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _torchvision(data: bytes) -> np.ndarray:

@@ -32,8 +32,10 @@ the same bytes in every process. Nothing is pickled.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import struct
 from typing import Any
 
 import numpy as np
@@ -256,6 +258,11 @@ def encode_features(sample: dict[str, Any]) -> dict[str, tuple[str, list]]:
         elif isinstance(value, np.ndarray):
             _array_features(key, value, features)
         elif isinstance(value, (list, tuple)):
+            if not value:  # antgo: an empty list is an empty float32 array (the common case)
+                features[key] = ("bytes", [b""])
+                features[f"__{key}_shape"] = ("int", [0])
+                features[f"__{key}_type"] = ("int", [0])
+                continue
             try:
                 arr, ragged = list_to_array(list(value))
             except _NotNumeric:
@@ -272,18 +279,61 @@ def encode_features(sample: dict[str, Any]) -> dict[str, tuple[str, list]]:
     return features
 
 
+def _varint(n: int) -> bytes:
+    n &= 0xFFFFFFFFFFFFFFFF  # int64 two's complement, as protobuf encodes negative numbers
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+@functools.lru_cache(maxsize=8192)
+def _entry_cached(key: str, kind: str, values: tuple) -> bytes:
+    return _entry(key, kind, values)
+
+
+def _entry(key: str, kind: str, values) -> bytes:
+    """One ``Features.feature`` map entry: ``{1: key, 2: Feature}`` (proto3 wire format)."""
+    if kind == "bytes":  # Feature.bytes_list (1) -> BytesList.value (1), repeated bytes
+        feature = _field(0x0A, b"".join(_field(0x0A, bytes(v)) for v in values))
+    elif kind == "int":  # Feature.int64_list (3) -> Int64List.value (1), packed varints
+        packed = b"".join(_varint(int(v)) for v in values)
+        feature = _field(0x1A, _field(0x0A, packed) if packed else b"")
+    else:  # Feature.float_list (2) -> FloatList.value (1), packed little-endian float32
+        packed = struct.pack(f"<{len(values)}f", *values)
+        feature = _field(0x12, _field(0x0A, packed) if packed else b"")
+    return _field(0x0A, _field(0x0A, key.encode("utf-8")) + _field(0x12, feature))
+
+
+def _upb_key_order(item: tuple) -> bytes:
+    # upb's deterministic map order: bytewise, but a key sorts AFTER its longer extensions
+    # ("aa" before "a"). UTF-8 never contains 0xFF, so appending it gives exactly that order.
+    return item[0].encode("utf-8") + b"\xff"
+
+
 def serialize_sample(sample: dict[str, Any]) -> bytes:
-    """Encode ``sample`` as serialized ``tf.train.Example`` bytes (deterministic)."""
-    example = example_pb2().Example()
-    fmap = example.features.feature
-    for key, (kind, values) in encode_features(sample).items():
-        if kind == "bytes":
-            fmap[key].bytes_list.value.extend(values)
-        elif kind == "int":
-            fmap[key].int64_list.value.extend(values)
-        else:
-            fmap[key].float_list.value.extend(values)
-    return example.SerializeToString(deterministic=True)
+    """Encode ``sample`` as serialized ``tf.train.Example`` bytes (deterministic).
+
+    The bytes are what protobuf's ``SerializeToString(deterministic=True)`` gives (map entries
+    sorted by key), written directly: building the message through the Python API costs ~10x
+    more for antgo's 34-field samples. Small feature entries (defaults, tags, sizes) are cached.
+    """
+    entries = []
+    for key, (kind, values) in sorted(encode_features(sample).items(), key=_upb_key_order):
+        if kind != "bytes" or sum(len(v) for v in values) <= 64:
+            try:
+                entries.append(_entry_cached(key, kind, tuple(values)))
+                continue
+            except TypeError:  # unhashable values
+                pass
+        entries.append(_entry(key, kind, values))
+    return _field(0x0A, b"".join(entries))
 
 
 _MARKERS = ("shape", "type", "json", "exact", "bytes")

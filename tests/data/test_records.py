@@ -87,3 +87,18 @@ def test_serialization_is_identical_in_another_process():
 def test_unencodable_value_names_the_field():
     with pytest.raises(DataError, match="'weird'"):
         serialize_sample({"weird": {1, 2}})
+
+
+def test_bytes_equal_protobufs_deterministic_serialization():
+    from antgo_mlflow.data.records import encode_features, example_pb2, with_antgo_defaults
+
+    kinds = {"bytes": "bytes_list", "int": "int64_list", "float": "float_list"}
+    samples = [
+        {"b": 1, "a": "x", "aa": 2, "B": 3, "a_b": -7, "big": 2**40, "f": [0.5, -1.25]},
+        with_antgo_defaults(rich_sample(2) | {"image": b"\x00" * 300, "scalar": np.zeros(())}),
+    ]
+    for sample in samples:
+        example = example_pb2().Example()
+        for key, (kind, values) in encode_features(sample).items():
+            getattr(example.features.feature[key], kinds[kind]).value.extend(values)
+        assert serialize_sample(sample) == example.SerializeToString(deterministic=True)
