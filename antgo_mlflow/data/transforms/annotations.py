@@ -192,9 +192,8 @@ def drop_lost_boxes(
     before the op and has none after clipping; boxes that were already degenerate are kept.
     """
     h, w = hw
-    after = np.array(after, dtype=np.float32)  # a copy: `after` may share the caller's array
-    np.clip(after[:, 0::2], 0, w, out=after[:, 0::2])
-    np.clip(after[:, 1::2], 0, h, out=after[:, 1::2])
+    # A new array (np.clip without out=): `after` may share memory with the caller's boxes.
+    after = np.clip(after, 0, np.array([w, h, w, h], np.float32)).astype(np.float32, copy=False)
     sample["bboxes"] = after
     had_area = (before[:, 2] > before[:, 0]) & (before[:, 3] > before[:, 1])
     has_area = (after[:, 2] > after[:, 0]) & (after[:, 3] > after[:, 1])

@@ -118,6 +118,13 @@ def _is_mask_key(key: str) -> bool:
     return key.endswith("mask") or key in MASK_NAMES
 
 
+def _as_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A tensor view of ``arr`` (no copy, whatever the layout), or a copy for negative strides."""
+    if any(st < 0 for st in arr.strides) or not arr.flags.writeable:
+        arr = np.array(arr, order="C")
+    return torch.from_numpy(arr)
+
+
 def _wrap(value: Any, key: str) -> tuple[Any, str | None]:
     """Turn ``sample[key]`` into what v2 understands and say how to turn it back."""
     if isinstance(value, ENCODED):
@@ -125,7 +132,7 @@ def _wrap(value: Any, key: str) -> tuple[Any, str | None]:
     if isinstance(value, np.ndarray):
         if value.ndim not in (2, 3):
             return value, None
-        t = torch.from_numpy(np.ascontiguousarray(value))
+        t = _as_tensor(value)
         t = t.permute(2, 0, 1) if t.ndim == 3 else t.unsqueeze(0)
         cls = tvt.Mask if _is_mask_key(key) else tvt.Image
         return cls(t), ("numpy3" if value.ndim == 3 else "numpy2")
@@ -150,10 +157,11 @@ def _unwrap(value: Any, how: str | None, convert: bool) -> Any:
 
 
 def _hw_of(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, torch.Tensor):
+        shape = value.shape
+        return (int(shape[-2]), int(shape[-1])) if len(shape) >= 2 else None
     if is_pil(value):
         return value.height, value.width
-    if isinstance(value, torch.Tensor) and value.ndim >= 2:
-        return int(value.shape[-2]), int(value.shape[-1])
     return None
 
 
