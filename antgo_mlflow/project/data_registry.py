@@ -4,9 +4,9 @@ that logs the registered data as ``mlflow.data`` inputs of a training run.
 A registration is the experiment tag ``antgo.data.<split>.<tag>`` holding JSON
 ``{split, tag, address, kind, num, digest, added_by, added_at}``. ``address`` is either
 
-* a shard prefix (``/data/train`` for ``/data/train-00000-of-00002-tfrecord`` …) whose
-  ``<prefix>-manifest.json`` is read and checked with ``antgo_mlflow.data.manifest``
-  (``read_manifest``/``verify_shards``); ``digest`` is the sha256 of the manifest file; or
+* a shard prefix (``/data/train`` for ``/data/train-00000-of-00002-tfrecord`` …, or the
+  ``<prefix>-manifest.json`` itself): ``antgo_mlflow.data.manifest.verify_shards`` checks every
+  shard and index it lists (size + sha256); ``digest`` is the sha256 of the manifest file; or
 * a standard GT JSON (or a folder holding ``annotation.json``), validated against schema 1;
   ``digest`` is the sha256 of the JSON file.
 
@@ -16,15 +16,13 @@ registration each (as in antgo, adding another replaces it).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import DataError, ShardError, UsageError
+from antgo_mlflow.errors import DataError, UsageError
 from antgo_mlflow.project.projects import (
     DATA_PREFIX,
     check_name,
@@ -35,6 +33,7 @@ from antgo_mlflow.project.projects import (
     whoami,
 )
 
+MANIFEST_SUFFIX = "-manifest.json"
 SPLITS = ("train/label", "train/unlabel", "val", "test")
 SINGLE_SPLITS = ("val", "test")
 
@@ -53,52 +52,13 @@ def _check_split(split: str) -> str:
     return split
 
 
-def _manifest_count(manifest: Any) -> int | None:
-    if not isinstance(manifest, dict):
-        manifest = getattr(manifest, "__dict__", {}) or {}
-    for key in ("num_samples", "count", "total", "num"):
-        if isinstance(manifest.get(key), int):
-            return manifest[key]
-    shards = manifest.get("shards")
-    if isinstance(shards, list) and shards and all(isinstance(s, dict) for s in shards):
-        counts = [s.get("count", s.get("num_samples")) for s in shards]
-        if all(isinstance(c, int) for c in counts):
-            return sum(counts)
-    return None
-
-
 def _check_shards(prefix: str) -> tuple[str, int | None]:
-    """Validate shards + index + manifest at ``prefix``; returns (manifest sha256, sample count)."""
-    manifest_path = Path(f"{prefix}-manifest.json")
-    try:
-        from antgo_mlflow.data import manifest as manifest_mod
-    except ImportError:
-        manifest_mod = None
-    if manifest_mod is not None:
-        manifest = manifest_mod.read_manifest(prefix)
-        manifest_mod.verify_shards(prefix)
-        if not manifest_path.is_file():  # the reader may accept other layouts; digest what exists
-            candidates = sorted(glob.glob(glob.escape(prefix) + "*manifest*.json"))
-            if not candidates:
-                raise ShardError(f"--address={prefix}: no {manifest_path.name} next to the shards")
-            manifest_path = Path(candidates[0])
-        return _sha256(manifest_path), _manifest_count(manifest)
-    # Until antgo_mlflow.data.manifest exists: the manifest must parse and every shard listed
-    # (or found by name) must have its -index.
-    if not manifest_path.is_file():
-        raise ShardError(f"--address={prefix}: no shard manifest {manifest_path}")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ShardError(f"{manifest_path}: not a valid JSON manifest ({exc})") from None
-    shards = sorted(glob.glob(glob.escape(prefix) + "-*-of-*-tfrecord"))
-    if not shards:
-        raise ShardError(f"--address={prefix}: no shards {prefix}-NNNNN-of-NNNNN-tfrecord")
-    for shard in shards:
-        index = shard[: -len("tfrecord")] + "index"
-        if not os.path.isfile(index):
-            raise ShardError(f"{shard}: its index {index} is missing")
-    return _sha256(manifest_path), _manifest_count(manifest)
+    """Verify shards + index + manifest at ``prefix``; returns (manifest sha256, sample count)."""
+    from antgo_mlflow.data.manifest import MANIFEST_SUFFIX, sha256_file, verify_shards
+
+    manifest = verify_shards(prefix)  # ShardError names the missing/corrupt file
+    total = manifest.get("total")
+    return sha256_file(prefix + MANIFEST_SUFFIX), total if isinstance(total, int) else None
 
 
 def inspect_address(address: str) -> dict[str, Any]:
@@ -108,6 +68,8 @@ def inspect_address(address: str) -> dict[str, Any]:
     if "://" in address:
         raise DataError(f"--address={address}: only local paths can be checked and registered")
     path = Path(address).expanduser().absolute()
+    if path.name.endswith(MANIFEST_SUFFIX):
+        path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)])
     gt_file = path / "annotation.json" if path.is_dir() else path
     if path.suffix == ".json" or path.is_dir():
         if not gt_file.is_file():
