@@ -7,6 +7,12 @@ import click
 
 def _options(fn):
     fn = click.option(
+        "--antgo-template",
+        is_flag=True,
+        help="Also write antgo's sample-template fields a sample lacks (for antgo's own reader "
+        "with its default description; makes records larger and slower to parse).",
+    )(fn)
+    fn = click.option(
         "--workers", type=int, default=None, help="Reading/encoding threads [default: CPUs, max 8]."
     )(fn)
     fn = click.option(
@@ -34,7 +40,7 @@ def _report(summary) -> None:
 
 @click.command("package/tfrecord")
 @_options
-def package_tfrecord_cmd(src, tgt, prefix, num, workers):
+def package_tfrecord_cmd(src, tgt, prefix, num, workers, antgo_template):
     """Pack standard GT into TFRecord shards (+ -index files and a manifest written last).
 
     Files: PREFIX-00000-of-0000N-tfrecord, PREFIX-00000-of-0000N-index, PREFIX-manifest.json
@@ -49,12 +55,14 @@ def package_tfrecord_cmd(src, tgt, prefix, num, workers):
     """
     from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 
-    _report(package_tfrecord(src, tgt, prefix, num=num, workers=workers))
+    _report(
+        package_tfrecord(src, tgt, prefix, num=num, workers=workers, antgo_template=antgo_template)
+    )
 
 
 @click.command("package/kv")
 @_options
-def package_kv_cmd(src, tgt, prefix, num, workers):
+def package_kv_cmd(src, tgt, prefix, num, workers, antgo_template):
     """Pack standard GT into LMDB shards (keys PREFIX-<index>, no pickle) and a manifest.
 
     Files: PREFIX-00000-of-0000N-kvrecord (one LMDB file per shard) and PREFIX-manifest.json.
@@ -65,4 +73,4 @@ def package_kv_cmd(src, tgt, prefix, num, workers):
     """
     from antgo_mlflow.tools.package_kv import package_kv
 
-    _report(package_kv(src, tgt, prefix, num=num, workers=workers))
+    _report(package_kv(src, tgt, prefix, num=num, workers=workers, antgo_template=antgo_template))

@@ -11,9 +11,11 @@ Shared by ``antgo_mlflow.tools.package_tfrecord`` and ``package_kv``. Guarantees
 - Atomic: everything is written in ``<tgt>/.antgo-tmp-pack-<prefix>/`` and renamed into place at
   the end; the manifest is written last. A run killed with ``kill -9`` leaves only that hidden
   folder, which the next run for the same prefix removes.
-- antgo compatibility: fields of antgo's sample template that a sample lacks are written with
-  antgo's defaults (``records.ANTGO_TEMPLATE``), so antgo's TFDataset reads our shards with its
-  default description too.
+- antgo compatibility: antgo's TFDataset reads our shards with an explicit ``description`` of
+  fields the GT has. Its *default* description asks every record for all 34 template fields;
+  ``antgo_template=True`` (``--antgo-template``) writes the missing ones with antgo's defaults
+  (``records.ANTGO_TEMPLATE``). Off by default: ~100 extra features per record make parsing
+  ~7x slower, which matters for small images.
 - Re-sharding: a ``--src`` entry that is a manifest, a ``-tfrecord``/``-kvrecord`` file, a shard
   prefix or a folder of shards is read record by record (CRCs checked) and re-packed unchanged.
 """
@@ -184,7 +186,9 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def encode_gt_sample(base: Path, sample: dict[str, Any]) -> tuple[bytes | None, str]:
+def encode_gt_sample(
+    base: Path, sample: dict[str, Any], antgo_template: bool = False
+) -> tuple[bytes | None, str]:
     """Read the image of one GT sample and serialize it; ``(None, reason)`` if unreadable."""
     from antgo_mlflow.data.records import serialize_sample, with_antgo_defaults
 
@@ -205,7 +209,7 @@ def encode_gt_sample(base: Path, sample: dict[str, Any]) -> tuple[bytes | None, 
     size = _image_size(data)
     if size is None:
         return None, "not an image"
-    sample = with_antgo_defaults(sample)  # antgo's default reader asks for every template field
+    sample = with_antgo_defaults(sample) if antgo_template else dict(sample)
     sample["width"], sample["height"] = size  # antgo overwrites them from the header too
     sample["image"] = data
     try:
@@ -244,23 +248,23 @@ def _shard_records(source: _Source) -> Iterator[tuple[str, bytes]]:
                 yield f"{f}: record {i}", data
 
 
-def _encode(item: tuple[str, Path, Any]) -> tuple[str, bytes | None, str]:
+def _encode(item: tuple[str, Path, Any], antgo_template: bool) -> tuple[str, bytes | None, str]:
     where, base, sample = item
     if isinstance(sample, Exception):
         return where, None, "schema error"
-    record, reason = encode_gt_sample(base, sample)
+    record, reason = encode_gt_sample(base, sample, antgo_template)
     return where, record, reason
 
 
-def _encode_chunk(chunk: list) -> list:
-    return [_encode(item) for item in chunk]
+def _encode_chunk(chunk: list, antgo_template: bool) -> list:
+    return [_encode(item, antgo_template) for item in chunk]
 
 
 _CHUNK = 16  # samples per thread task: amortises the hand-off between threads
 
 
 def iter_records(
-    sources: list[_Source], workers: int
+    sources: list[_Source], workers: int, antgo_template: bool = False
 ) -> Iterator[tuple[int, str, bytes | None, str]]:
     """Yield ``(source number, where, record or None, drop reason)`` per input sample, in order.
 
@@ -278,7 +282,7 @@ def iter_records(
             pending: deque = deque()
             items = _gt_items(source)
             while chunk := list(islice(items, _CHUNK)):
-                pending.append(pool.submit(_encode_chunk, chunk))
+                pending.append(pool.submit(_encode_chunk, chunk, antgo_template))
                 if len(pending) >= window:
                     for result in pending.popleft().result():
                         yield (k, *result)
@@ -370,6 +374,7 @@ def pack(
     num: int = 100000,
     workers: int | None = None,
     fmt: str = "tfrecord",
+    antgo_template: bool = False,
 ) -> PackSummary:
     """Pack ``src`` into ``<tgt>/<prefix>-%05d-of-%05d-(tfrecord|kvrecord)`` + manifest.
 
@@ -380,6 +385,8 @@ def pack(
         num: samples per shard.
         workers: threads reading and encoding samples (default: CPUs, at most 8).
         fmt: ``"tfrecord"`` or ``"kv"``.
+        antgo_template: also write antgo's template fields a sample lacks (for antgo's reader
+            with its default description).
 
     Raises:
         UsageError for bad arguments, DataError/ShardError for bad inputs, including when no
@@ -401,7 +408,7 @@ def pack(
     created = not tgt.exists()
     tgt.mkdir(parents=True, exist_ok=True)
     try:
-        summary = _pack_into(sources, tgt, prefix, num, workers, fmt)
+        summary = _pack_into(sources, tgt, prefix, num, workers, fmt, antgo_template)
     except BaseException:
         if created:  # leave no empty output folder behind a failed run
             with contextlib.suppress(OSError):
@@ -411,7 +418,9 @@ def pack(
     return summary
 
 
-def _pack_into(sources, tgt: Path, prefix: str, num: int, workers: int, fmt: str) -> PackSummary:
+def _pack_into(
+    sources, tgt: Path, prefix: str, num: int, workers: int, fmt: str, antgo_template: bool
+) -> PackSummary:
     from antgo_mlflow.data.lmdb_store import kv_name
     from antgo_mlflow.data.manifest import build_manifest, write_manifest
     from antgo_mlflow.data.tfrecord import format_index, shard_name
@@ -426,7 +435,7 @@ def _pack_into(sources, tgt: Path, prefix: str, num: int, workers: int, fmt: str
         indexes: list[Any] = []
         writer = None
         try:
-            records = iter_records(sources, workers)
+            records = iter_records(sources, workers, antgo_template)
             for k, where, record, reason in progress(records, desc=f"package/{fmt}", unit="sample"):
                 stats = source_stats[k]
                 stats["samples"] += 1

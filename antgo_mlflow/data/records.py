@@ -52,9 +52,9 @@ TYPE_CODES: dict[int, np.dtype] = {
 }
 _CODE_OF = {dtype: code for code, dtype in TYPE_CODES.items()}
 
-#: antgo's per-sample template at HEAD (``antgo/resource/templates/sample_gt.json``). The packers
-#: fill fields a sample lacks with these defaults, because antgo's TFDataset, without an explicit
-#: ``description``, asks every record for every template field.
+#: antgo's per-sample template at HEAD (``antgo/resource/templates/sample_gt.json``). With
+#: ``antgo_template=True`` the packers fill fields a sample lacks with these defaults, because
+#: antgo's TFDataset, without an explicit ``description``, asks every record for every field.
 ANTGO_TEMPLATE: dict[str, Any] = {
     "image_url": "",
     "image_file": "",

@@ -20,6 +20,7 @@ def package_kv(
     prefix: str,
     num: int = 100000,
     workers: int | None = None,
+    antgo_template: bool = False,
 ) -> PackSummary:
     """Pack ``src`` into LMDB shards of ``num`` samples in ``tgt`` (arguments as ``package_tfrecord``).
 
@@ -28,4 +29,4 @@ def package_kv(
     """
     from antgo_mlflow.data.pack import pack
 
-    return pack(src, tgt, prefix, num=num, workers=workers, fmt="kv")
+    return pack(src, tgt, prefix, num=num, workers=workers, fmt="kv", antgo_template=antgo_template)

@@ -21,6 +21,7 @@ def package_tfrecord(
     prefix: str,
     num: int = 100000,
     workers: int | None = None,
+    antgo_template: bool = False,
 ) -> PackSummary:
     """Pack ``src`` into TFRecord shards of ``num`` samples in ``tgt``.
 
@@ -31,10 +32,14 @@ def package_tfrecord(
         prefix: shard name prefix.
         num: samples per shard.
         workers: reading/encoding threads (default: CPUs, at most 8).
+        antgo_template: also write antgo's sample-template fields a sample lacks, with antgo's
+            defaults, so antgo's TFDataset reads the shards with its *default* description.
 
     Example:
         >>> package_tfrecord("data/annotation.json", "shards", "hand", num=40000)
     """
     from antgo_mlflow.data.pack import pack
 
-    return pack(src, tgt, prefix, num=num, workers=workers, fmt="tfrecord")
+    return pack(
+        src, tgt, prefix, num=num, workers=workers, fmt="tfrecord", antgo_template=antgo_template
+    )

@@ -23,7 +23,7 @@ def shards(tmp_path_factory):
     """A rich GT of 23 samples packed as TFRecord (num=5 -> 5 shards) and KV (num=10)."""
     root = tmp_path_factory.mktemp("shards")
     gt = make_dataset(root / "ds", n=23, rich=True, classes=["cat", "dog", "bird"])
-    tf = package_tfrecord(str(gt), root / "tf", "train", num=5)
+    tf = package_tfrecord(str(gt), root / "tf", "train", num=5, antgo_template=True)
     kv = package_kv(str(gt), root / "kv", "train", num=10)
     return {"root": root, "gt": gt, "tf": tf, "kv": kv}
 
@@ -233,7 +233,8 @@ def test_antgo_written_shards_read_here(tmp_path):
 
 
 def test_our_shards_read_the_antgo_way(shards):
-    """antgo's TFDataset: tfrecord_loader with the default description built from its template."""
+    """antgo's TFDataset: tfrecord_loader with the default description built from its template
+    (the fixture packs with antgo_template=True)."""
     from tfrecord.reader import tfrecord_loader
 
     from antgo_mlflow.data.records import ANTGO_TEMPLATE

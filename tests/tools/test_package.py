@@ -184,3 +184,22 @@ def test_rich_fields_survive_packing(tmp_path):
     want = rich_sample(1)
     assert sample["segments"] == want["segments"] and sample["label_names"] == ["cat", "dog"]
     assert sample["joints2d"].shape == (2, 3, 2)
+
+
+def test_antgo_template_fields_are_opt_in(tmp_path, run_antgo):
+    from antgo_mlflow.data.records import ANTGO_TEMPLATE, decode_sample
+
+    gt = make_dataset(tmp_path / "ds", n=2)
+    lean = package_tfrecord(str(gt), tmp_path / "lean", "t")
+    sample = decode_sample(TFRecordShardReader(lean.shards[0]).read(0))
+    assert set(sample) == {"image_file", "image_label", "image", "width", "height"}
+    result = run_antgo(
+        "tool", "package/tfrecord", f"--src={gt}", f"--tgt={tmp_path / 'full'}", "--prefix=t",
+        "--antgo-template",
+    )  # fmt: skip
+    assert result.code == 0, result
+    full = decode_sample(
+        TFRecordShardReader(tmp_path / "full" / "t-00000-of-00001-tfrecord").read(0)
+    )
+    assert set(ANTGO_TEMPLATE) <= set(full) and full["view_id"] == "-1"
+    assert full["cam_param"] == {} and full["pose"].shape == (0,)
