@@ -111,12 +111,6 @@ def image_hw(img: Any) -> tuple[int, int]:
     raise DataError(f"expected an image, got {type(img).__name__}")
 
 
-def to_float_boxes(boxes: Any) -> np.ndarray:
-    """``bboxes`` as float32 (N, 4) (accepts lists and empty values)."""
-    arr = np.asarray(boxes, dtype=np.float32)
-    return arr.reshape(-1, 4) if arr.size or arr.ndim != 2 else arr
-
-
 def load_pil(data: bytes | bytearray | memoryview):
     """Open encoded bytes as a PIL image (for ``INumpyToPIL`` on undecoded samples)."""
     from PIL import Image

@@ -22,6 +22,7 @@ from antgo_mlflow.data.transforms.base import (
     BaseTransform,
     as_numpy_image,
     decode_image,
+    image_hw,
     is_pil,
     load_pil,
 )
@@ -49,8 +50,6 @@ class Meta(BaseTransform):
         for k in self.keys:
             meta[k] = self._get(sample, k)
         if self.with_sample_shape:
-            from antgo_mlflow.data.transforms.base import image_hw
-
             img = self._get(sample, "image")
             meta["image_shape"] = image_hw(as_numpy_image(img) if isinstance(img, ENCODED) else img)
         return sample
@@ -127,7 +126,7 @@ class IPILToNumpy(BaseTransform):
         for k in self.keys:
             value = self._get(sample, k)
             if is_pil(value) or isinstance(value, ENCODED):
-                sample[k] = np.asarray(as_numpy_image(value) if not is_pil(value) else value)
+                sample[k] = np.asarray(value) if is_pil(value) else as_numpy_image(value)
         return sample
 
 
