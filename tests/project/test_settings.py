@@ -1,0 +1,92 @@
+"""Project settings: validated, stored in MLflow (tag, or settings-run artifact when large), cleared."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from antgo_mlflow.errors import AntgoError
+from antgo_mlflow.project import settings as st
+from antgo_mlflow.project.projects import get_client
+from tests.project.conftest import registry_state
+
+
+def _cfg(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_label_config_accepts_every_type_and_skeleton_needs_meta(project, tmp_path):
+    rect = _cfg(tmp_path, "rect.py", "type = 'RECT'\ncategory = ['cat', 'dog']\n")
+    stored = st.update_setting(project, "label", config=rect)
+    assert stored["config"]["type"] == "RECT" and stored["config"]["category"] == ["cat", "dog"]
+    assert st.get_setting(project, "label")["config"] == stored["config"]
+    skel = _cfg(
+        tmp_path,
+        "skel.py",
+        "type = 'SKELETON'\ncategory = ['hand']\nmeta = dict(skeleton=[[0, 1], [1, 2]])\n",
+    )
+    assert st.update_setting(project, "label", config=skel)["config"]["meta"]["skeleton"] == [
+        [0, 1],
+        [1, 2],
+    ]
+    for kind in ("CLASS", "POINT", "POLYGON"):
+        path = _cfg(tmp_path, f"{kind}.py", f"type = '{kind}'\ncategory = ['a']\n")
+        assert st.update_setting(project, "label", config=path)["method"] == kind
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("type = 'SKELETON'\ncategory = ['hand']\n", "needs meta.skeleton"),
+        ("type = 'SKELETON'\nmeta = dict(skeleton=[[0, -1]])\n", "pairs of point indices"),
+        ("type = 'BOX'\ncategory = ['a']\n", "must be one of CLASS, RECT"),
+        ("type = 'RECT'\ncategory = 'cat'\n", "category must be a list"),
+        ("type = 'RECT'\ncategory = []\n", "non-empty category"),
+    ],
+)
+def test_bad_label_configs_are_rejected_and_nothing_is_stored(project, tmp_path, text, fragment):
+    path = _cfg(tmp_path, "label.py", text)
+    before = registry_state(project)
+    with pytest.raises(AntgoError, match=fragment) as info:
+        st.update_setting(project, "label", config=path)
+    assert "label.py" in str(info.value)
+    assert registry_state(project) == before
+
+
+def test_builtin_names_configs_and_clearing(project, tmp_path):
+    assert st.update_setting(project, "semi", name="dense")["method"] == "dense"
+    assert st.update_setting(project, "distillation", name="reviewkd")["config"] == {}
+    cfg = _cfg(tmp_path, "ac.py", "sampling_num = 5000\nsampling_count = 5\n")
+    stored = st.update_setting(project, "activelearning", config=cfg, name="ac")
+    assert (
+        stored["config"] == {"sampling_num": 5000, "sampling_count": 5} and stored["source"] == cfg
+    )
+    sub = _cfg(tmp_path, "sub.py", "method = 'ssh'\ngpu_num = 2\ncpu_num = 8\nmemory = 16000\n")
+    assert st.update_setting(project, "submitter", config=sub)["method"] == "ssh"
+    assert st.update_setting(project, "semi", name="", config="") is None
+    assert st.all_settings(project)["semi"] is None
+    assert st.all_settings(project)["submitter"]["config"]["gpu_num"] == 2
+    before = registry_state(project)
+    for kwargs, fragment in [
+        (dict(kind="semi", name="fixmatch"), "no built-in project/semi"),
+        (dict(kind="label", name="x"), "needs --config"),
+        (dict(kind="submitter", config=_cfg(tmp_path, "s.py", "gpu_num = -1\n")), "gpu_num"),
+        (dict(kind="semi", config=str(tmp_path / "missing.py")), "config file not found"),
+        (dict(kind="ensemble", name="x"), "no such setting"),
+    ]:
+        with pytest.raises(AntgoError, match=fragment):
+            st.update_setting(project, **kwargs)
+    assert registry_state(project) == before
+
+
+def test_a_large_setting_is_a_settings_run_artifact(project, tmp_path):
+    big = _cfg(tmp_path, "big.py", f"classes = {[f'class_{i:04d}' for i in range(800)]!r}\n")
+    st.update_setting(project, "semi", config=big)
+    tag = json.loads(get_client().get_experiment_by_name(project).tags["antgo.settings.semi"])
+    assert tag["$ref"].startswith("runs:/") and len(tag["sha256"]) == 64
+    assert len(st.get_setting(project, "semi")["config"]["classes"]) == 800
+    run = get_client().get_run(tag["$ref"].split("/")[1])
+    assert run.data.tags["antgo.kind"] == "settings" and run.info.status == "FINISHED"
