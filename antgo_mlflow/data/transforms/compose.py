@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from antgo_mlflow.errors import RegistryError
-from antgo_mlflow.registry import _BUILDING, TRANSFORMS
+from antgo_mlflow.registry import TRANSFORMS, current_build
 
 Transform = Callable[[dict], dict]
 
@@ -36,7 +36,7 @@ def _build_list(transforms: Sequence[Any] | None, path: str) -> list[Transform]:
 
 def _nested_path(default: str) -> str:
     # When built from a config, the registry knows where this container sits.
-    current = _BUILDING.get()
+    current = current_build()
     return f"{current[0]}.transforms" if current else default
 
 
@@ -125,6 +125,6 @@ def build_pipeline(
         field: the config key holding the list (``pipeline``, ``weak_pipeline``, ...).
     """
     if path is None:
-        current = _BUILDING.get()
+        current = current_build()
         path = f"{current[0]}.{field}" if current else field
     return Compose(cfgs or [], path=path)
