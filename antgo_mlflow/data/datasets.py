@@ -46,12 +46,12 @@ _SUFFIX = {"tfrecord": "-tfrecord", "kv": "-kvrecord"}
 
 @dataclass
 class ShardSource:
-    """One data source: its shard files (in order), their manifest if any, and sample counts."""
+    """One data source: its shard files (in order), their manifests if any, and sample counts."""
 
     entry: str
     files: list[Path]
-    manifest: dict[str, Any] | None = None
-    manifest_path: Path | None = None
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    manifest_paths: list[Path] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
 
 
@@ -109,8 +109,7 @@ def resolve_source(entry: str, fmt: str) -> ShardSource:
             files.extend(shard_files(m, manifest))
             counts.extend(int(s["count"]) for s in manifest["shards"])
             manifests.append(manifest)
-        single = manifests[0] if len(manifests) == 1 else None
-        return ShardSource(entry, files, single, paths[0] if single else None, counts)
+        return ShardSource(entry, files, manifests, list(paths), counts)
 
     if path.name.endswith(MANIFEST_SUFFIX):
         return from_manifests([path])
@@ -288,8 +287,8 @@ class _ShardDataset(_SampleMixin, Dataset):
             from antgo_mlflow.data.manifest import verify_shards
 
             for s in self.sources:
-                if s.manifest_path is not None:
-                    verify_shards(s.manifest_path)
+                for manifest_path in s.manifest_paths:
+                    verify_shards(manifest_path)
         self.readers: list[Any] = []
         source_sizes = []
         for source in self.sources:
@@ -345,8 +344,9 @@ class _ShardDataset(_SampleMixin, Dataset):
     def class_names(self) -> list[str]:
         """Class names from the first manifest that has them."""
         for s in self.sources:
-            if s.manifest and s.manifest.get("class_names"):
-                return list(s.manifest["class_names"])
+            for manifest in s.manifests:
+                if manifest.get("class_names"):
+                    return list(manifest["class_names"])
         return []
 
     @property
@@ -356,8 +356,9 @@ class _ShardDataset(_SampleMixin, Dataset):
 
         h = hashlib.sha256(self.FORMAT.encode())
         for s in self.sources:
-            if s.manifest is not None:
-                h.update(s.manifest["digest"].encode())
+            if s.manifests:
+                for manifest in s.manifests:
+                    h.update(manifest["digest"].encode())
             else:
                 for f in s.files:
                     h.update(f"{f.name}:{f.stat().st_size};".encode())
