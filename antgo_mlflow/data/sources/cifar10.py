@@ -137,6 +137,17 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _existing(tgt: Path) -> PreparedData:
+    splits = {
+        s: split_from_manifest(s, tgt / f"{s}.json", tgt / "shards" / f"{s}-manifest.json")
+        for s in ("train", "test")
+        if (tgt / "shards" / f"{s}-manifest.json").is_file()
+    }
+    if not splits:
+        raise DataError(f"{tgt}: has meta.json but no shards/<split>-manifest.json; delete it")
+    return PreparedData(NAME, tgt, CLASS_NAMES, splits)
+
+
 def prepare_cifar10(
     src: str | os.PathLike,
     tgt: str | os.PathLike,
@@ -147,7 +158,8 @@ def prepare_cifar10(
 
     Args:
         src: folder with the batches (or with ``cifar-10-batches-py/``).
-        tgt: output folder: ``images/``, ``train.json``, ``test.json``, ``meta.json``, ``shards/``.
+        tgt: output folder: ``images/``, ``train.json``, ``test.json``, ``meta.json``, ``shards/``;
+            a folder converted before is returned as it is (nothing is read or written).
         download_missing: fetch the archive into ``src`` when the batches are missing.
         num: samples per TFRecord shard.
 
@@ -161,15 +173,15 @@ def prepare_cifar10(
 
     if num < 1:
         raise UsageError(f"--num must be >= 1, got {num}")
+    tgt = Path(tgt).expanduser()
+    if (tgt / "meta.json").is_file():  # converted before: meta.json is written last
+        return _existing(tgt)
     try:
         folder = find_batches(src)
     except DataError:
         if not download_missing:
             raise
         folder = download(src)
-    tgt = Path(tgt).expanduser()
-    if (tgt / "meta.json").exists():
-        raise UsageError(f"{tgt}: already holds a dataset; choose an empty folder")
     batches = {
         "train": [folder / b for b in TRAIN_BATCHES if (folder / b).is_file()],
         "test": [folder / TEST_BATCH] if (folder / TEST_BATCH).is_file() else [],

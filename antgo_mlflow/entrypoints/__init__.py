@@ -1,0 +1,10 @@
+"""What the MLproject entry points run: ``python -m antgo_mlflow.entrypoints.<train|export|pseudo_label>``.
+
+Each script validates its own parameters (MLflow checks none) and turns every user-fixable
+problem into one line on stderr and exit code 2. ``run_main`` and ``ArgumentParser`` are what a
+scaffold's ``main.py`` uses for the same behaviour.
+"""
+
+from antgo_mlflow.entrypoints._common import ArgumentParser, optional, parse_bool, run_main
+
+__all__ = ["ArgumentParser", "optional", "parse_bool", "run_main"]

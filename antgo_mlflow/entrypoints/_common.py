@@ -1,0 +1,108 @@
+"""Shared plumbing of the entry-point scripts: argparse with one-line errors, and the error wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from antgo_mlflow.errors import AntgoError, UsageError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``<prog>: error: ...``) and exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        raise UsageError(message)
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def run_main(
+    prog: str, fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None
+) -> None:
+    """Run ``fn(argv)``; AntgoError -> one line on stderr + exit 2 (``ANTGO_DEBUG=1`` shows the traceback)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = fn(args)
+    except AntgoError as exc:
+        if os.environ.get("ANTGO_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def optional(value: str | None) -> str | None:
+    """MLproject passes every parameter; an empty string means "not given"."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def parse_bool(flag: str, value: str | bool) -> bool:
+    """``true/false/1/0/yes/no`` -> bool (MLproject parameters are strings)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{flag} must be true or false, got {value!r}")
+
+
+def parse_int(flag: str, value: str | None, minimum: int | None = None) -> int | None:
+    """An optional integer parameter ('' = not given); UsageError naming ``flag`` if malformed."""
+    value = optional(value)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise UsageError(f"{flag} must be >= {minimum}, got {number}")
+    return number
+
+
+def parse_float(flag: str, value: str | None, positive: bool = False) -> float | None:
+    """An optional float parameter ('' = not given)."""
+    import math
+
+    value = optional(value)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise UsageError(
+            f"{flag} must be a {'positive ' if positive else ''}finite number, got {value!r}"
+        )
+    return number
+
+
+def split_options(flag: str, values: Sequence[str] | None) -> list[str]:
+    """``--cfg-options`` tokens: ``k=v`` pairs given as separate words or one space-separated string."""
+    import shlex
+
+    out: list[str] = []
+    for value in values or []:
+        value = optional(value)
+        if value is None:
+            continue
+        for token in shlex.split(value):
+            if "=" not in token or token.startswith("="):
+                raise UsageError(f"{flag}: expected key=value, got {token!r}")
+            out.append(token)
+    return out

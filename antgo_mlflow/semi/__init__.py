@@ -1,0 +1,1 @@
+"""Semi-supervised helpers: pseudo-labelling unlabeled data with expert models."""

@@ -1,0 +1,3 @@
+"""This experiment's models (each module registers its classes in MODELS)."""
+
+from . import wideres  # noqa: F401

@@ -1,0 +1,98 @@
+# The default recipe: a small WideResNet on the embedded digits (scikit-learn's 1,797 8x8 digits,
+# rendered as 32x32 RGB so the CIFAR-10 pipeline applies unchanged). Trains offline, on CPU, in
+# well under a minute: `mlflow run . -e train` (or `python -m antgo_mlflow.entrypoints.train`).
+#
+# The shape is antgo's mvp config (model / data / optimizer / lr_config / checkpoint_config /
+# evaluation / export / max_epochs). Loading this file prepares the data once: GT + TFRecord
+# shards in ~/.cache/antgo-mlflow/digits-v1/<digest>/ ($ANTGO_CACHE_DIR overrides the folder).
+from antgo_mlflow.data.sources.digits import prepare_digits
+
+_digits = prepare_digits()
+
+# CIFAR-10 statistics, as in antgo's mvp config (kept so a CIFAR-trained model and this one share
+# a preprocessing).
+_mean = (0.491400, 0.482158, 0.4465231)
+_std = (0.247032, 0.243485, 0.2615877)
+
+seed = 0
+max_epochs = 12
+
+model = dict(
+    type="ImageClassifier",
+    backbone=dict(
+        type="WideResNet",
+        num_classes=10,
+        depth=10,
+        widen_factor=1,
+        dropout=0,
+        dense_dropout=0,
+        # the library default (0.001, FixMatch's) is too slow for ~250 training iterations
+        bn_momentum=0.1,
+    ),
+    head=dict(
+        type="ClsHead",
+        loss=dict(type="CrossEntropyLoss", loss_weight=1.0, class_weight=None),
+    ),
+)
+
+_description = {"image": "numpy", "label": "int", "image_file": "str", "tag": "str"}
+_eval_pipeline = [
+    dict(type="Meta", keys=["image_file", "tag"]),
+    dict(type="INumpyToPIL", keys=["image"], mode="RGB"),
+    dict(type="ToTensor", keys=["image"]),
+    dict(type="Normalize", mean=_mean, std=_std, keys=["image"]),
+]
+
+data = dict(
+    train=dict(
+        type="TFDataset",
+        data_path_list=_digits.shard_paths("train"),
+        pipeline=[
+            dict(type="Meta", keys=["image_file", "tag"]),
+            dict(type="INumpyToPIL", keys=["image"], mode="RGB"),
+            # no horizontal flip: a mirrored digit is another symbol
+            dict(
+                type="RandomCrop",
+                size=(32, 32),
+                padding=2,
+                fill=0,
+                padding_mode="constant",
+                keys=["image"],
+            ),
+            dict(type="ToTensor", keys=["image"]),
+            dict(type="Normalize", mean=_mean, std=_std, keys=["image"]),
+        ],
+        inputs_def={"fields": ["image", "label", "image_meta"]},
+        description=_description,
+    ),
+    train_dataloader=dict(samples_per_gpu=64, workers_per_gpu=0, drop_last=True, shuffle=True),
+    val=dict(
+        type="TFDataset",
+        data_path_list=_digits.shard_paths("val"),
+        pipeline=_eval_pipeline,
+        inputs_def={"fields": ["image", "label", "image_meta"]},
+        description=_description,
+    ),
+    val_dataloader=dict(samples_per_gpu=256, workers_per_gpu=0, drop_last=False, shuffle=False),
+    test=dict(
+        type="TFDataset",
+        data_path_list=_digits.shard_paths("test"),
+        pipeline=_eval_pipeline,
+        inputs_def={"fields": ["image", "label", "image_meta"]},
+        description=_description,
+    ),
+    test_dataloader=dict(samples_per_gpu=256, workers_per_gpu=0, drop_last=False, shuffle=False),
+)
+
+optimizer = dict(type="SGD", lr=0.1, weight_decay=5e-4, momentum=0.9, nesterov=True)
+optimizer_config = dict(grad_clip=None)
+lr_config = dict(policy="CosineAnnealing", min_lr=1e-4)
+log_config = dict(interval=10, hooks=[dict(type="TextLoggerHook")])
+# best.pth goes to the run's artifacts, so `mlflow run . -e export -P run_id=...` works anywhere
+checkpoint_config = dict(interval=max_epochs, out_dir="./output/", log_artifacts="best")
+evaluation = dict(
+    out_dir="./output/", interval=1, metric=dict(type="AccuracyEval"), save_best="top_1"
+)
+export = dict(
+    input_shape_list=[[1, 3, 32, 32]], input_name_list=["image"], output_name_list=["pred"]
+)
