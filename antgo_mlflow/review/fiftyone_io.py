@@ -508,3 +508,31 @@ def load_dataset(
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def add_gt_file(dataset, path: str | os.PathLike) -> int:
+    """Append the samples of a GT file to ``dataset`` (the App's import action); returns the count.
+
+    Samples already in the dataset (same resolved image file) are skipped; ``meta.json`` class
+    names are appended to the dataset's class list.
+    """
+    from antgo_mlflow.gt import load_gt, read_meta
+
+    path = Path(path)
+    samples = load_gt(path)
+    folder = path if path.is_dir() else path.parent
+    classes = list(dataset.default_classes or [])
+    for name in ((read_meta(folder) or {}).get("meta") or {}).get("category") or []:
+        if name not in classes:
+            classes.append(name)
+    have = set(dataset.values("filepath")) if len(dataset) else set()
+    offset = len(dataset)
+    new = [s for s in gt_to_fo_samples(samples, folder, classes) if s.filepath not in have]
+    for k, s in enumerate(new):
+        s[INDEX] = offset + k
+        s[KEY] = s.filepath
+    dataset.default_classes = classes
+    dataset.save()
+    if new:
+        dataset.add_samples(new, progress=False)
+    return len(new)
