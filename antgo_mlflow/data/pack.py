@@ -28,6 +28,7 @@ import io
 import os
 import re
 import shutil
+import struct
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -176,7 +177,43 @@ def glob_escape(text: str) -> str:
 
 
 # -- encoding ----------------------------------------------------------------------------------
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return (width, height) if width and height else None
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        i += 2 + length
+    return None
+
+
 def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header; None if the bytes are not an image.
+
+    PNG and JPEG headers are read directly (like antgo's ``imagesize``; PIL's open costs ~20x
+    more per image), anything else through PIL.
+    """
+    if data[:8] == _PNG_MAGIC and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return (width, height) if width and height else None
+    if data[:2] == b"\xff\xd8":
+        size = _jpeg_size(data)
+        if size is not None:
+            return size
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -203,3 +203,22 @@ def test_antgo_template_fields_are_opt_in(tmp_path, run_antgo):
     )
     assert set(ANTGO_TEMPLATE) <= set(full) and full["view_id"] == "-1"
     assert full["cam_param"] == {} and full["pose"].shape == (0,)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "WEBP"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_image_size_is_read_from_the_header(fmt, mode):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from antgo_mlflow.data.pack import _image_size
+
+    buf = io.BytesIO()
+    shape = (7, 13, 3) if mode == "RGB" else (7, 13)
+    exif = {"exif": Image.Exif()} if fmt == "JPEG" else {}
+    Image.fromarray(np.zeros(shape, np.uint8)).save(buf, format=fmt, **exif)
+    assert _image_size(buf.getvalue()) == (13, 7)
+    assert _image_size(b"\xff\xd8 not really a jpeg") is None
+    assert _image_size(b"plain text") is None
