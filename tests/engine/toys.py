@@ -196,3 +196,14 @@ class EngineInterruptHook(Hook):
     def after_train_iter(self, runner, batch_idx, batch, outputs):
         if runner.iter == self.at_iter:
             raise KeyboardInterrupt
+
+
+@HOOKS.register_module(force=True)
+class EngineGradNormHook(Hook):
+    """Records the total gradient norm seen after each optimizer step."""
+
+    norms: list = []
+
+    def after_train_iter(self, runner, batch_idx, batch, outputs):
+        grads = [p.grad for p in runner.model_core.parameters() if p.grad is not None]
+        self.norms.append(float(torch.norm(torch.stack([g.norm() for g in grads]))))
