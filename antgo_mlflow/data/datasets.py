@@ -164,6 +164,21 @@ def _build_pipeline(cfgs) -> Callable[[dict], dict] | None:
     return run
 
 
+class _Where:
+    """Where a record lives, formatted only when an error message needs it."""
+
+    __slots__ = ("path", "record")
+
+    def __init__(self, path, record):
+        self.path, self.record = path, record
+
+    def __str__(self) -> str:
+        return f"{self.path}: record {self.record}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 class _SampleMixin:
     """Record bytes -> the sample dict the Runner sees (decode, label, image, pipeline, fields)."""
 
@@ -338,7 +353,7 @@ class _ShardDataset(_SampleMixin, Dataset):
 
     def __getitem__(self, index):
         reader, local = self.locate(int(index))
-        return self._make_sample(reader.read(local), int(index), f"{reader.path}: record {local}")
+        return self._make_sample(reader.read(local), index, _Where(reader.path, local))
 
     @property
     def class_names(self) -> list[str]:

@@ -339,6 +339,11 @@ def serialize_sample(sample: dict[str, Any]) -> bytes:
 _MARKERS = ("shape", "type", "json", "exact", "bytes")
 
 
+@functools.lru_cache(maxsize=4096)
+def _marker_names(key: str) -> tuple[str, ...]:
+    return tuple(f"__{key}_{x}" for x in _MARKERS)
+
+
 def parse_example(data, keys=None) -> dict[str, Any]:
     """Parse serialized Example bytes into ``{name: list of values}`` (bytes, ints or floats).
 
@@ -357,7 +362,7 @@ def parse_example(data, keys=None) -> dict[str, Any]:
         for key in keys:
             if key in fmap:
                 names.append(key)
-                names.extend(m for m in (f"__{key}_{x}" for x in _MARKERS) if m in fmap)
+                names.extend(m for m in _marker_names(key) if m in fmap)
     raw: dict[str, Any] = {}
     for name in names:
         feature = fmap[name]

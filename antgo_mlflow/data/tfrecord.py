@@ -19,6 +19,13 @@ import numpy as np
 
 from antgo_mlflow.errors import ShardError
 
+try:  # a dependency of the `tfrecord` package: a C implementation, cheap to import
+    from crc32c import crc32c as _crc32c
+except ImportError:  # pragma: no cover - tfrecord always brings it
+    from antgo_mlflow.errors import require
+
+    _crc32c = require("crc32c", "data").crc32c
+
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
@@ -38,12 +45,6 @@ def index_path_for(tfrecord_path: str | os.PathLike) -> Path:
     if path.endswith("-tfrecord"):
         return Path(path[: -len("-tfrecord")] + "-index")
     return Path(path + "-index")
-
-
-def _crc32c(data) -> int:
-    import crc32c  # a dependency of the `tfrecord` package (C implementation)
-
-    return crc32c.crc32c(data)
 
 
 def masked_crc(data) -> int:
@@ -160,6 +161,12 @@ def build_index(tfrecord_path: str | os.PathLike, index_path: str | os.PathLike 
     return index_path
 
 
+# This process's id, refreshed in forked children (os.getpid() per record costs more).
+_PID = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
 class TFRecordShardReader:
     """Random access to the records of one shard through its index.
 
@@ -179,7 +186,7 @@ class TFRecordShardReader:
         return len(self.index)
 
     def _open(self) -> int:
-        pid = os.getpid()
+        pid = _PID[0]
         if self._fd is None or self._pid != pid:
             try:
                 self._fd = os.open(self.path, os.O_RDONLY)
@@ -191,7 +198,8 @@ class TFRecordShardReader:
     def read(self, i: int) -> memoryview:
         """The serialized record ``i`` as a memoryview (CRCs verified unless ``verify=False``)."""
         offset, size = self.index[i].tolist()
-        buf = os.pread(self._open(), size, offset)
+        fd = self._fd if self._pid == _PID[0] and self._fd is not None else self._open()
+        buf = os.pread(fd, size, offset)
         if len(buf) != size or size < 16:
             raise ShardError(
                 f"{self.path}: record {i} is truncated (index says {size} bytes at {offset})"
@@ -213,7 +221,7 @@ class TFRecordShardReader:
 
     def close(self) -> None:
         """Close this process's descriptor."""
-        if self._fd is not None and self._pid == os.getpid():
+        if self._fd is not None and self._pid == _PID[0]:
             os.close(self._fd)
         self._fd = self._pid = None
 
