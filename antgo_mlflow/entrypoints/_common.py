@@ -92,16 +92,48 @@ def parse_float(flag: str, value: str | None, positive: bool = False) -> float |
     return number
 
 
-def split_options(flag: str, values: Sequence[str] | None) -> list[str]:
-    """``--cfg-options`` tokens: ``k=v`` pairs given as separate words or one space-separated string."""
-    import shlex
+def _tokens(text: str) -> list[str]:
+    """Split on whitespace outside quotes and brackets, keeping quotes (values are Python literals)."""
+    out, cur, depth, quote = [], [], 0, ""
+    for ch in text:
+        if quote:
+            cur.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            cur.append(ch)
+        elif ch in "([{":
+            depth += 1
+            cur.append(ch)
+        elif ch in ")]}":
+            depth -= 1
+            cur.append(ch)
+        elif ch.isspace() and depth <= 0:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+        else:
+            cur.append(ch)
+    if quote or depth > 0:
+        raise UsageError(f"--cfg-options: unbalanced quotes or brackets in {text!r}")
+    if cur:
+        out.append("".join(cur))
+    return out
 
+
+def split_options(flag: str, values: Sequence[str] | None) -> list[str]:
+    """``--cfg-options`` tokens: ``k=v`` pairs given as separate words or in one string.
+
+    Values are Python literals (``lr=0.1``, ``size=[32, 32]``, ``name='a b'``); spaces inside
+    quotes or brackets do not split.
+    """
     out: list[str] = []
     for value in values or []:
         value = optional(value)
         if value is None:
             continue
-        for token in shlex.split(value):
+        for token in _tokens(value):
             if "=" not in token or token.startswith("="):
                 raise UsageError(f"{flag}: expected key=value, got {token!r}")
             out.append(token)

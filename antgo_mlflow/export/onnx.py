@@ -267,8 +267,15 @@ def log_onnx_model(
         "antgo.max_abs_diff": result.max_abs_diff,
         **(metadata or {}),
     }
+    # CUDA first where this onnxruntime has it; naming a missing provider only makes MLflow warn
+    providers = [
+        p
+        for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+        if p in onnxruntime.get_available_providers()
+    ]
     return mlflow.onnx.log_model(
         onnx.load(str(result.path)),
+        onnx_execution_providers=providers,
         name=name,
         signature=signature,
         input_example={INPUT_NAME: example},
