@@ -270,3 +270,38 @@ def test_our_shards_read_the_antgo_way(shards):
     assert decoded["segments"].tolist() == [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [0, 0]]]
     assert decoded["predictions"] == rich_sample(7)["predictions"]
     assert int(record["image_label"][0]) == 1
+
+
+def test_seed_config_pipeline_through_a_two_worker_loader(shards):
+    """The mvp seed's train config (real transforms from TRANSFORMS), as the Runner builds it."""
+    pytest.importorskip("antgo_mlflow.data.transforms")
+    cfg = dict(
+        type="TFDataset",
+        data_path_list=[str(shards["tf"].tgt)],
+        pipeline=[
+            dict(type="Meta", keys=["image_file", "tag"]),
+            dict(type="INumpyToPIL", keys=["image"], mode="RGB"),
+            dict(type="RandomHorizontalFlip", keys=["image"]),
+            dict(
+                type="RandomCrop",
+                size=(8, 8),
+                padding=1,
+                fill=128,
+                padding_mode="constant",
+                keys=["image"],
+            ),  # fmt: skip
+            dict(type="ToTensor", keys=["image"]),
+            dict(type="Normalize", mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), keys=["image"]),
+        ],
+        inputs_def={"fields": ["image", "label", "image_meta"]},
+        description=SEED_DESCRIPTION,
+    )
+    ds = DATASETS.build(cfg)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=True, drop_last=True)
+    batches = list(loader)
+    assert len(batches) == 5
+    assert batches[0]["image"].shape == (4, 3, 8, 8) and batches[0]["image"].dtype == torch.float32
+    labels = torch.cat([b["label"] for b in batches])
+    assert labels.tolist() == [
+        int(f.split("/")[1][:-4]) % 3 for b in batches for f in b["image_meta"]["image_file"]
+    ]
