@@ -1,9 +1,9 @@
 """Export a model's ``predict`` to ONNX and check it against PyTorch with ONNX Runtime.
 
 The exported graph maps ``image`` (N, 3, H, W) float32 to ``pred`` (N, C) class probabilities,
-the batch axis dynamic by default. The torch.export-based (dynamo) exporter is tried first;
-when it fails, or cannot produce the requested opset, the TorchScript exporter
-(``dynamo=False``) is used instead. Every export is run with ONNX Runtime on the same inputs as
+the batch axis dynamic by default. The torch.export-based (dynamo) exporter is tried first
+(opset >= 18); when it fails, or for an older opset, the TorchScript exporter (``dynamo=False``)
+is used instead. Every export is run with ONNX Runtime on the same inputs as
 PyTorch (batch 1 and, when dynamic, batch 3); the largest absolute difference is reported and
 must be <= ``atol`` (1e-4) or :class:`ExportCheckError` is raised.
 
@@ -204,7 +204,10 @@ def export_onnx(
     tmp = path.with_name(f".antgo-tmp-{path.name}")
     errors: list[str] = []
     exporter = ""
-    for name, fn in (("dynamo", _export_dynamo), ("torchscript", _export_torchscript)):
+    exporters = [("dynamo", _export_dynamo), ("torchscript", _export_torchscript)]
+    if int(opset) < 18:  # the dynamo exporter emits opset >= 18 only; down-conversion often fails
+        exporters = exporters[1:]
+    for name, fn in exporters:
         tmp.unlink(missing_ok=True)
         try:
             with _quiet():
