@@ -275,8 +275,14 @@ def train(
     ``{run_id, status}``; a failed run raises one line naming the run.
     """
     import mlflow.projects
+    from mlflow.entities import Param, SourceType
     from mlflow.exceptions import ExecutionException
-    from mlflow.projects._project_spec import load_project
+    from mlflow.projects.utils import load_project
+    from mlflow.utils.mlflow_tags import (
+        MLFLOW_PROJECT_ENTRY_POINT,
+        MLFLOW_SOURCE_NAME,
+        MLFLOW_SOURCE_TYPE,
+    )
 
     check_name(exp, "--exp")
     client = get_client()
@@ -288,40 +294,62 @@ def train(
             f"{folder / MLPROJECT}: no entry point {entry_point!r} (has {', '.join(spec._entry_points) or 'none'})"
         )
     params = {k: str(v) for k, v in (params or {}).items()}
-    declared = (
-        spec._entry_points[entry_point].parameters if entry_point in spec._entry_points else {}
+    entry = spec._entry_points.get(entry_point)
+    declared = entry.parameters if entry is not None else {}
+    if gpu_id is not None:
+        for name in ("gpu-id", "gpu_id"):
+            if name in declared:
+                params.setdefault(name, str(gpu_id))
+    if entry is not None:
+        try:  # missing/ill-typed parameters fail here, before any run exists
+            entry.compute_parameters(params, storage_dir=None)
+        except ExecutionException as exc:
+            raise UsageError(f"{folder / MLPROJECT}: {str(exc).splitlines()[0]}") from exc
+    logged = {name: p.default for name, p in declared.items() if p.default is not None}
+    logged.update(params)
+    # The run is created here, tagged from its first second (mlflow.projects would create it
+    # without run-context tags), and handed to mlflow.projects like `mlflow run --run-id`.
+    run = client.create_run(
+        experiment.experiment_id,
+        tags={
+            TAG_PROJECT: project,
+            TAG_EXP: exp,
+            MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
+            MLFLOW_SOURCE_NAME: str(folder),
+            MLFLOW_PROJECT_ENTRY_POINT: entry_point,
+        },
     )
+    run_id = run.info.run_id
+    if logged:
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
     env_backup = {k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES")}
     os.environ[ENV_PROJECT], os.environ[ENV_EXP] = project, exp
     if gpu_id is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(gpu_id) == "-1" else str(gpu_id)
-        for name in ("gpu-id", "gpu_id"):
-            if name in declared:
-                params.setdefault(name, str(gpu_id))
+    failure = None
     try:
-        submitted = mlflow.projects.run(
+        mlflow.projects.run(
             str(folder),
             entry_point=entry_point,
             parameters=params,
             experiment_id=experiment.experiment_id,
             env_manager="local",
-            synchronous=False,
+            synchronous=True,
+            run_id=run_id,
         )
-        # mlflow.projects creates the run without context providers: tag it here.
-        client.set_tag(submitted.run_id, TAG_PROJECT, project)
-        client.set_tag(submitted.run_id, TAG_EXP, exp)
-        ok = submitted.wait()
     except ExecutionException as exc:
-        raise UsageError(f"{folder / MLPROJECT}: {str(exc).splitlines()[0]}") from exc
+        failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:
         for key, value in env_backup.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    status = client.get_run(submitted.run_id).info.status
-    if not ok:
+        if client.get_run(run_id).info.status == "RUNNING":  # never leave it RUNNING
+            client.set_terminated(run_id, "FAILED")
+    status = client.get_run(run_id).info.status
+    if failure is not None or status != "FINISHED":
         raise TrackingError(
-            f"train run {submitted.run_id} of exp {exp} failed (status {status}); see its logs above"
+            f"train run {run_id} of exp {exp} failed (status {status}); see its output above"
         )
-    return {"run_id": submitted.run_id, "status": status, "folder": str(folder)}
+    return {"run_id": run_id, "status": status, "folder": str(folder)}
