@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -27,6 +28,9 @@ def run_main(
 ) -> None:
     """Run ``fn(argv)``; AntgoError -> one line on stderr + exit 2 (``ANTGO_DEBUG=1`` shows the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # a new SQLite store announces its table creation at INFO on stderr; errors must stay one line
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code = fn(args)
     except AntgoError as exc:
