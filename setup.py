@@ -25,6 +25,7 @@ TRAIN = [
     "onnxruntime>=1.17",
     "onnxscript>=0.1",
     "tfrecord>=1.14",
+    "crc32c>=2.3",
     "lmdb>=1.4",
     "scikit-learn>=1.3",
 ]

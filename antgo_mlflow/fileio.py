@@ -15,6 +15,13 @@ from typing import IO, Any
 TMP_PREFIX = ".antgo-tmp-"
 
 
+def _default_mode() -> int:
+    # mkstemp creates 0600 files; outputs should get the usual 0666 & ~umask like open() gives.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on clean exit fsync and rename it onto ``path``.
@@ -28,6 +35,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        os.fchmod(fd, _default_mode())
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()

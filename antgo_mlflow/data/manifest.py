@@ -79,9 +79,6 @@ def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> Path:
 
     path = manifest_path(folder, manifest["prefix"])
     atomic_write_json(path, manifest, indent=2)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600; a manifest is meant to be shared
     return path
 
 
