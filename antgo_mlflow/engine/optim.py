@@ -90,6 +90,7 @@ class Schedule:
 
     schedulers: dict[str, Any]
     by_epoch: bool
+    constant: bool = False  # every LR stays fixed: the Runner need not step it
 
     def step(self) -> None:
         for sched in self.schedulers.values():
@@ -130,7 +131,8 @@ def build_schedulers(
         raise ConfigError(
             "lr_config: per-module schedules must all step per epoch or per iteration"
         )
-    return Schedule(scheds, by_epoch_flags.pop() if by_epoch_flags else False)
+    constant = all(getattr(s, "_antgo_fixed", False) for s in scheds.values())
+    return Schedule(scheds, by_epoch_flags.pop() if by_epoch_flags else False, constant)
 
 
 def _build_schedule(opt, cfg: dict, path: str, max_epochs: int, iters_per_epoch: int):
@@ -198,7 +200,9 @@ def _check_keys(cfg: dict, allowed: tuple[str, ...], path: str, policy: str) -> 
 def _policy(policy: str, opt, cfg: dict, path: str, n: int, unit: int, total: int):
     if policy == "Fixed":
         _check_keys(cfg, (), path, policy)
-        return tls.ConstantLR(opt, factor=1.0, total_iters=0)
+        sched = tls.ConstantLR(opt, factor=1.0, total_iters=0)
+        sched._antgo_fixed = True  # stepping it changes nothing: the Runner skips it
+        return sched
     if policy == "CosineAnnealing":
         _check_keys(cfg, ("min_lr", "min_lr_ratio"), path, policy)
         if "min_lr_ratio" in cfg:

@@ -84,48 +84,53 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [s[key] for s in samples]
         first = values[0]
         if isinstance(first, torch.Tensor):
-            same = all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values)
-            out[key] = torch.stack(values) if same else values
+            try:
+                out[key] = torch.stack(values)  # fast path; raises on ragged shapes
+            except (RuntimeError, TypeError):
+                out[key] = values
         elif isinstance(first, np.ndarray):
-            same = all(isinstance(v, np.ndarray) and v.shape == first.shape for v in values)
-            out[key] = torch.from_numpy(np.stack(values)) if same else values
-        elif isinstance(first, (bool, int, float, np.number)) and not isinstance(first, str):
-            out[key] = torch.as_tensor(values)
+            try:
+                out[key] = torch.from_numpy(np.stack(values))
+            except (ValueError, TypeError):
+                out[key] = values
+        elif isinstance(first, (bool, int, float, np.number)):
+            try:
+                out[key] = torch.as_tensor(values)
+            except (TypeError, ValueError, RuntimeError):
+                out[key] = values
         else:
             out[key] = values
     return out
 
 
 class LogBuffer:
-    """Running sums of scalar loss tensors: kept on the device, read at log intervals only."""
+    """Scalar loss tensors of recent iterations, kept on the device and reduced at log intervals
+    only (appending is cheaper than an add kernel per key per iteration)."""
 
     def __init__(self):
-        self._sums: dict[str, torch.Tensor] = {}
-        self._count = 0
+        self._items: list[Mapping[str, torch.Tensor]] = []
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_count = 0
 
     def update(self, values: Mapping[str, torch.Tensor]) -> None:
-        for key, value in values.items():
-            value = value.detach()
-            if key in self._sums:
-                self._sums[key] += value
-            else:
-                self._sums[key] = value.clone().float()
-        self._count += 1
+        self._items.append({k: v.detach() for k, v in values.items()})
 
     def pop_interval(self) -> dict[str, float]:
         """Means since the last call (one device sync), folded into the epoch sums."""
-        if not self._count:
+        items, self._items = self._items, []
+        if not items:
             return {}
-        keys = list(self._sums)
-        stacked = torch.stack([self._sums[k].float().reshape(()) for k in keys])
-        for k in keys:
-            self._epoch_sums[k] = self._epoch_sums.get(k, 0.0) + self._sums[k].float()
-        self._epoch_count += self._count
-        means = (stacked / self._count).tolist()
-        self._sums, self._count = {}, 0
-        return dict(zip(keys, means))
+        keys = list(items[0])
+        sums = torch.stack(
+            [
+                torch.stack([it[k].float().reshape(()) for it in items if k in it]).sum()
+                for k in keys
+            ]
+        )
+        for k, v in zip(keys, sums.unbind(0)):
+            self._epoch_sums[k] = self._epoch_sums.get(k, 0.0) + v
+        self._epoch_count += len(items)
+        return dict(zip(keys, (sums / len(items)).tolist()))
 
     def pop_epoch(self) -> dict[str, torch.Tensor]:
         """Per-key mean over the epoch as 0-d tensors (callers may all-reduce them)."""
@@ -346,7 +351,8 @@ class Runner:
             num_workers=workers,
             collate_fn=collate,
             drop_last=bool(opts.get("drop_last", False)) if train else False,
-            pin_memory=bool(opts.get("pin_memory", self.device.type == "cuda")),
+            # Pinning pays off only when worker processes prepare batches ahead of the GPU.
+            pin_memory=bool(opts.get("pin_memory", self.device.type == "cuda" and workers > 0)),
         )
         if workers > 0:
             kwargs["persistent_workers"] = bool(opts.get("persistent_workers", True))
@@ -406,7 +412,8 @@ class Runner:
         cfg = self.cfg
         hooks: list[Hook] = []
         log_cfg = dict(cfg.get("log_config") or {})
-        listed = list(log_cfg.get("hooks") or [dict(type="TextLoggerHook")])
+        listed = log_cfg.get("hooks")
+        listed = [dict(type="TextLoggerHook")] if listed is None else list(listed)
         if self.is_main:
             ckpt_cfg = dict(cfg.get("checkpoint_config") or {})
             ckpt_cfg.setdefault("type", "CheckpointHook")
@@ -674,7 +681,9 @@ class Runner:
         self.log_buffer = LogBuffer()
         self.call_hook("before_train_epoch")
         optimizers = list(self.optimizers.values())
-        per_iter_sched = self.schedule is not None and not self.schedule.by_epoch
+        per_iter_sched = (
+            self.schedule is not None and not self.schedule.by_epoch and not self.schedule.constant
+        )
         scaler = self.scaler
         clip = self.grad_clip
         params = (
