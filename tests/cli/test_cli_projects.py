@@ -28,7 +28,7 @@ store, project, make_run, cli = (
 
 def test_role_workflow_from_the_command_line(store, cli, make_run, run_antgo):
     name = f"cli{uuid.uuid4().hex[:8]}"
-    res = run_antgo("create", "project", f"--name={name}", "--metric", "top_1")
+    res = cli("create", "project", f"--name={name}", "--metric", "top_1")
     assert res.code == 0 and f"created project {name}" in res.stdout, res
     low = make_run(name, metrics={"top_1": 0.4})
     best = make_run(name, metrics={"top_1": 0.9})
@@ -70,7 +70,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     before = registry_state(project)
     res = run_antgo("promote", f"--project={project}", "--version=1", "--role=boss")
     assert_one_line_error(res, "--role")
-    res = run_antgo("add", "product", f"--project={project}", "--exp=e1", f"--id={no_model}")
+    res = cli("add", "product", f"--project={project}", "--exp=e1", f"--id={no_model}")
     assert_one_line_error(res, no_model, "no logged model")
     for args, fragment in [
         (

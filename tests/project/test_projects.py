@@ -48,9 +48,9 @@ def test_name_defaults_to_the_git_basename_and_clone_uses_git(store, tmp_path):
     git = ["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a"]
     subprocess.run([*git, "add", "README.md"], check=True)
     subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    name = f"detector{store[-4:].replace('/', '').replace('.', '')}"
-    exp = pj.create_project(name=name, git=str(repo), clone=True)
-    assert exp.name == name and (tmp_path / name / "README.md").read_text() == "hi"
+    exp = pj.create_project(git=str(repo), clone=True)  # the name is the repository's basename
+    assert exp.name == "detector" and exp.tags["antgo.git"] == str(repo)
+    assert (tmp_path / "detector" / "README.md").read_text() == "hi"
     assert pj.git_basename("git@github.com:me/yolo.git") == "yolo"
     assert pj.git_basename("https://h/x/seg/") == "seg"
 
