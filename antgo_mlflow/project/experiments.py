@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,14 +71,15 @@ def write_marker(mlproject: Path, project: str, exp: str | None) -> None:
         out.append(line)
     while out and not out[-1].strip():
         out.pop()
+    # Quoted: names such as "1e5" or "null" must stay strings.
     section = [
         "",
         "# antgo project marker: runs started here get tags antgo.project / antgo.exp",
         "antgo:",
-        f"  project: {project}",
+        f'  project: "{project}"',
     ]
     if exp:
-        section.append(f"  exp: {exp}")
+        section.append(f'  exp: "{exp}"')
     atomic_write_text(mlproject, "\n".join(out + section) + "\n")
 
 
@@ -98,26 +100,31 @@ def find_marker(start: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 # -- create / list -----------------------------------------------------------------------------
-def _scaffold(name: str, tgt: Path, recipe: str | None) -> None:
+def _scaffold(name: str, root: Path, recipe: str | None) -> None:
     try:
         from antgo_mlflow.tools.scaffold import create_mvp
     except ImportError as exc:
         raise UsageError(
-            "'antgo create exp' needs 'antgo create mvp' (antgo_mlflow.tools.scaffold), which is not installed"
+            "'antgo create exp' needs 'antgo create mvp' (antgo_mlflow.tools.scaffold), "
+            "which is not installed"
         ) from exc
-    params = inspect.signature(create_mvp).parameters
-    if recipe and "recipe" in params:
-        create_mvp(name, str(tgt), force=False, recipe=recipe)
+    if recipe and "recipe" in inspect.signature(create_mvp).parameters:
+        create_mvp(name, str(root), force=False, recipe=recipe)
     elif recipe and recipe != "cifar10":
-        create_mvp(f"{name}/{recipe}", str(tgt), force=False)  # antgo's --name=<exp>/<template>
+        create_mvp(f"{name}/{recipe}", str(root), force=False)  # antgo's --name=<exp>/<template>
     else:
-        create_mvp(name, str(tgt), force=False)
+        create_mvp(name, str(root), force=False)
 
 
 def create_exp(
     project: str, name: str, recipe: str | None = None, tgt: str | os.PathLike = "."
 ) -> dict:
-    """Scaffold exp ``name`` under ``tgt`` (``create mvp``) and record it on ``project``."""
+    """Scaffold exp ``name`` as ``<tgt>/<name>/`` (``create mvp`` layout: its own MLproject and
+    the ``<name>/`` package) and record it on ``project``; the MLproject gets the antgo marker.
+
+    Each exp gets its own folder so that several exps of one project live side by side
+    (``mlflow run ./<name> -e train`` or ``antgo train --exp=<name>`` from ``tgt``).
+    """
     check_name(name, "--name")
     if recipe:
         check_name(recipe, "--recipe")
@@ -125,17 +132,16 @@ def create_exp(
     experiment = get_project(project, client)
     if EXP_PREFIX + name in experiment.tags:
         raise TrackingError(f"--name={name}: project {project} already has this exp")
-    tgt = Path(tgt).absolute()
-    _scaffold(name, tgt, recipe)
-    folder = tgt / name
-    # Mark the scaffold as part of the project: its own MLproject if it has one, else the target's.
-    for candidate in (folder / MLPROJECT, tgt / MLPROJECT):
-        if candidate.is_file():
-            write_marker(candidate, project, name if candidate.parent == folder else None)
-            break
+    root = Path(tgt).absolute() / name
+    if root.exists() and any(root.iterdir()):
+        raise UsageError(f"{root} already exists and is not empty")
+    _scaffold(name, root, recipe)
+    mlproject = root / MLPROJECT
+    if mlproject.is_file():
+        write_marker(mlproject, project, name)
     record = {
         "recipe": recipe or "cifar10",
-        "folder": str(folder),
+        "folder": str(root),
         "created_by": whoami(),
         "created_at": utc_now(),
     }
@@ -251,7 +257,6 @@ def exp_folder(
             folder = None
         if folder:
             candidates.append(Path(folder))
-            candidates.append(Path(folder).parent)
     candidates.append(cwd)
     for folder in candidates:
         if (folder / MLPROJECT).is_file():
@@ -322,8 +327,13 @@ def train(
     run_id = run.info.run_id
     if logged:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
-    env_backup = {k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES")}
+    env_backup = {
+        k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES", "PATH")
+    }
     os.environ[ENV_PROJECT], os.environ[ENV_EXP] = project, exp
+    # With env_manager="local" the entry point runs `python` from PATH: put this interpreter's
+    # folder first so an un-activated virtualenv still trains with the antgo that called it.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     if gpu_id is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(gpu_id) == "-1" else str(gpu_id)
     failure = None

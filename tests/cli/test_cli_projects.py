@@ -99,7 +99,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert registry_state(project) == before
 
 
-def test_data_settings_and_exp_commands(project, cli, tmp_path, monkeypatch):
+def test_data_settings_and_exp_commands(project, cli, tmp_path):
     from PIL import Image
 
     from antgo_mlflow.gt import new_sample, save_gt
@@ -119,12 +119,6 @@ def test_data_settings_and_exp_commands(project, cli, tmp_path, monkeypatch):
     assert cli("del", "train/label", f"--project={project}", "--tags=b1").code == 0
     info = json.loads(cli("show", "project", f"--project={project}", "--json").stdout)
     assert info["data"]["train/label"] == [] and info["settings"]["semi"] is None
-    try:
-        import antgo_mlflow.tools.scaffold  # noqa: F401
-    except ImportError:
-        from tests.project.test_projects import _fake_scaffold
-
-        _fake_scaffold(monkeypatch)
     res = cli("create", "exp", f"--project={project}", "--name=mycls1", f"--tgt={tmp_path}")
     assert res.code == 0 and "exp mycls1 created" in res.stdout, res
     assert (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import types
 import uuid
 
 import pytest
@@ -85,43 +84,25 @@ def test_show_exp_table_is_sorted_by_the_project_metric(project, make_run):
     assert {k: v["id"] for k, v in ex.best_runs(project).items()} == {"e1": low, "e2": high}
 
 
-def _fake_scaffold(monkeypatch):
-    # Stands in for antgo_mlflow.tools.scaffold (another engineer's create_mvp) only while it
-    # does not exist yet; it writes what create_mvp writes that we rely on: <tgt>/<name>/MLproject.
-    def create_mvp(name, tgt, force=False):
-        from pathlib import Path
-
-        folder = Path(tgt) / name
-        if folder.exists() and not force:
-            raise UsageError(f"{folder} exists")
-        folder.mkdir(parents=True)
-        (folder / "MLproject").write_text(
-            f"name: {name}\n\nentry_points:\n  train:\n    command: python main.py\n"
-        )
-
-    module = types.ModuleType("antgo_mlflow.tools.scaffold")
-    module.create_mvp = create_mvp
-    monkeypatch.setitem(sys.modules, "antgo_mlflow.tools.scaffold", module)
-
-
-def test_create_exp_scaffolds_records_and_marks_the_folder(project, tmp_path, monkeypatch):
-    try:
-        import antgo_mlflow.tools.scaffold  # noqa: F401
-    except ImportError:
-        _fake_scaffold(monkeypatch)
-    record = ex.create_exp(project, "mycls1", tgt=tmp_path)
-    assert record["folder"] == str(tmp_path / "mycls1")
+def test_create_exp_scaffolds_records_and_marks_the_folder(project, tmp_path):
+    record = ex.create_exp(project, "mycls1", tgt=tmp_path)  # the real `create mvp` scaffold
+    root = tmp_path / "mycls1"
+    assert record["folder"] == str(root) and (root / "mycls1" / "main.py").is_file()
     assert "mycls1" in ex.list_exps(project)
-    marker = ex.find_marker(tmp_path / "mycls1")
-    mlproject = next(
-        p for p in (tmp_path / "mycls1" / "MLproject", tmp_path / "MLproject") if p.is_file()
-    )
-    assert ex.read_marker(mlproject)["project"] == project and marker["project"] == project
+    mlproject = root / "MLproject"
+    assert ex.read_marker(mlproject) == {"project": project, "exp": "mycls1"}
+    assert ex.find_marker(root / "mycls1" / "configs") == {"project": project, "exp": "mycls1"}
+    assert ex.exp_folder(project, "mycls1", pj.get_project(project), cwd=tmp_path) == root
     from mlflow.projects._project_spec import load_project
 
     assert "train" in load_project(str(mlproject.parent))._entry_points  # still a valid MLproject
     with pytest.raises(TrackingError, match="already has this exp"):
         ex.create_exp(project, "mycls1", tgt=tmp_path)
+    (tmp_path / "mycls2").mkdir()
+    (tmp_path / "mycls2" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="already exists"):
+        ex.create_exp(project, "mycls2", tgt=tmp_path)
+    assert "mycls2" not in ex.list_exps(project)
 
 
 _TRAIN = """
