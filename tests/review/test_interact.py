@@ -51,7 +51,14 @@ def test_browser_record_waiting_download_exit(tmp_path):
         assert ctx.browser.waiting(timeout=120) is True
         assert time.monotonic() - t0 >= 2  # it waited for the tags
         worker.join()
-        content = ctx.browser.download()
+        import mlflow
+
+        with mlflow.start_run() as run:  # download() logs the record to the active run
+            content = ctx.browser.download()
+        artifacts = [
+            a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "review")
+        ]
+        assert artifacts == ["review/check.json"]
         assert content["complete"] is True
         assert [s["tags"] for s in content["samples"]] == [["hello"], ["world"], ["hello"]]
         assert (tmp_path / "dump" / "b_exp" / "check.json").exists()

@@ -109,3 +109,15 @@ def test_record_naming_unknown_image_fails(gt_and_record, run_antgo):
         "--tags=valid",
     )
     assert_one_line_error(res, "nope.png", "not in the GT file")
+
+
+def test_cli_and_tools_modules_do_not_import_fiftyone():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, antgo_mlflow.cli.review, antgo_mlflow.tools.filter_tags, "
+        "antgo_mlflow.tools.label_studio, antgo_mlflow.tools.label_merge, antgo_mlflow.review; "
+        "assert 'fiftyone' not in sys.modules and 'mlflow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
