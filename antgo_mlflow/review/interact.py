@@ -80,6 +80,11 @@ class Browser(_Service):
         self.tags = split_tags(config.get("tags"))
         if not self.tags:
             raise UsageError("browser.start: config['tags'] must list the review tags")
+        if config.get("white_users"):
+            self.ctx.echo(
+                "warning: white_users is ignored by the browser (the FiftyOne App has no accounts; "
+                "it listens on 127.0.0.1, reach it through the ssh tunnel)"
+            )
         ds_name = f"antgo-interact-{name}"
         if json_file:
             self.dataset, _ = open_dataset(json_file, ds_name)

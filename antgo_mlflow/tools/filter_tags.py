@@ -58,6 +58,13 @@ def read_tag_record(path: str | os.PathLike, samples: list[dict]) -> list[list[s
     raise DataError(f"{path}: expected a browser result object with 'samples'")
 
 
+def review_tags(path: str | os.PathLike) -> list[str]:
+    """The allowed tags stored in a browser result (empty for antgo's format)."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    tags = record.get("tags") if isinstance(record, dict) and "samples" in record else None
+    return split_tags(tags) if isinstance(tags, list) else []
+
+
 def _locate(entry: Any, by_file: dict, n: int, where: str) -> int:
     if not isinstance(entry, dict):
         raise DataError(f"{where}: expected an object")
@@ -100,11 +107,18 @@ def filter_by_tags(
     if src is None and dataset_name is None:
         raise UsageError("--src is required without --dataset-name")
     if dataset_name is not None:
-        samples, record, name = _from_dataset(dataset_name, src)
+        samples, record, name, allowed = _from_dataset(dataset_name, src)
+        where = f"dataset {dataset_name}"
     else:
         samples = load_gt(src)
         record = read_tag_record(tgt, samples)
+        allowed, where = review_tags(tgt), str(tgt)
         name = Path(src).stem
+    unknown = [t for t in want + exclude if allowed and t not in allowed]
+    if unknown:
+        raise UsageError(
+            f"tag {unknown[0]!r} is not one of the review tags of {where} ({', '.join(allowed)})"
+        )
     kept = [s for s, t in zip(samples, record) if keep(t, want, exclude)]
     folder = Path(out_dir) if out_dir else (Path(src).parent if src else Path.cwd())
     out = folder / f"{name}_filter_tags.json"
@@ -112,7 +126,7 @@ def filter_by_tags(
     return {"out": str(out), "kept": len(kept), "total": len(samples)}
 
 
-def _from_dataset(dataset_name: str, src) -> tuple[list[dict], list[list[str]], str]:
+def _from_dataset(dataset_name: str, src) -> tuple[list[dict], list[list[str]], str, list[str]]:
     from antgo_mlflow.review.fiftyone_io import KEY, dataset_to_gt, fo
 
     fo_ = fo()
@@ -125,7 +139,8 @@ def _from_dataset(dataset_name: str, src) -> tuple[list[dict], list[list[str]], 
         name = dataset_name
     else:
         samples, name = load_gt(src), Path(src).stem
-    return samples, [tags.get(k) or [] for k in _keys(samples)], name
+    allowed = list(dataset.info.get("antgo_review_tags") or [])
+    return samples, [tags.get(k) or [] for k in _keys(samples)], name, allowed
 
 
 def _keys(samples: list[dict]) -> list[str]:

@@ -81,6 +81,7 @@ def test_reads_antgo_browser_download_format(gt_and_record):
     [
         (["--tags=valid", "--no-tags=valid"], ["--tags and --no-tags both name"]),
         ([], ["give --tags and/or --no-tags"]),
+        (["--tags=vaild"], ["tag 'vaild' is not one of the review tags", "valid, invalid, night"]),
     ],
 )
 def test_bad_flags_fail_with_one_line(gt_and_record, run_antgo, args, fragments):
