@@ -392,7 +392,11 @@ def train(
 
 
 @click.command("project")
-@click.option("--metric", default=None, help="Metric that ranks runs: NAME or NAME:max|min.")
+@click.option(
+    "--metric",
+    default=None,
+    help="Metric that ranks runs: NAME or NAME:max|min (default val/top_1, as the recipes log).",
+)
 @click.option("--clone", is_flag=True, help="Also git clone --git into ./<name>.")
 @click.option("--auto", is_flag=True, help="Mark the project for the automation loop.")
 @click.option("--image", default=None, help="Docker image to train in (recorded).")

@@ -178,10 +178,30 @@ def _project_runs(client, experiment, max_results: int = 1000) -> list:
     return [r for r in runs if r.data.tags.get(TAG_KIND) != KIND_SETTINGS]
 
 
+_KEY_PARAMS = (
+    "lr",
+    "optimizer.lr",
+    "epochs",
+    "max_epochs",
+    "batch_size",
+    "data.train_dataloader.samples_per_gpu",
+    "model.type",
+)
+
+
 def _key_params(params: dict[str, str], limit: int = 4) -> dict[str, str]:
-    preferred = ("lr", "optimizer.lr", "max_epochs", "batch_size", "model.type")
-    keys = [k for k in preferred if k in params] + sorted(k for k in params if k not in preferred)
-    return {k: params[k] for k in keys[:limit]}
+    # Training runs log the whole flattened config; show the few knobs people compare.
+    filled = {k: v for k, v in params.items() if v not in ("", "None")}
+    keys = [k for k in _KEY_PARAMS if k in filled] or sorted(filled)
+    return {k: filled[k] for k in keys[:limit]}
+
+
+def _key_metrics(metrics: dict[str, float], first: str | None, limit: int = 4) -> dict[str, float]:
+    # The ranking metric, then validation metrics, then losses, then the rest.
+    def rank(name: str) -> tuple:
+        return (name != first, not name.startswith(("val", "test")), "loss" not in name, name)
+
+    return {k: metrics[k] for k in sorted(metrics, key=rank)[:limit]}
 
 
 def runs_table(
@@ -211,9 +231,7 @@ def runs_table(
     for run in runs:
         info = run.info
         end = info.end_time or (int(time.time() * 1000) if info.status == "RUNNING" else None)
-        metrics = dict(sorted(run.data.metrics.items()))
-        if rank.name and rank.name in metrics:
-            metrics = {rank.name: metrics.pop(rank.name), **metrics}
+        metrics = _key_metrics(run.data.metrics, rank.name)
         rows.append(
             {
                 "id": info.run_id,
@@ -227,7 +245,7 @@ def runs_table(
                 if end and info.start_time
                 else None,
                 "params": _key_params(run.data.params),
-                "metrics": dict(list(metrics.items())[:4]),
+                "metrics": metrics,
             }
         )
     return rows

@@ -43,6 +43,8 @@ SETTINGS_PREFIX = "antgo.settings."
 KIND_PROJECT = "project"
 KIND_SETTINGS = "settings"
 
+#: The metric that ranks runs when ``create project`` is given none (what the recipes log).
+DEFAULT_METRIC = "val/top_1"
 #: Longest JSON kept inline in an experiment tag; larger settings go to the settings run.
 TAG_VALUE_LIMIT = 4000
 
@@ -198,7 +200,8 @@ def create_project(
         raise UsageError("--clone needs --git=<url>")
     if git and git.startswith("-"):
         raise UsageError(f"--git={git!r}: not a repository URL")
-    parsed_metric = parse_metric(metric)
+    # The shipped recipes log val/top_1; other tasks name theirs with --metric.
+    parsed_metric = parse_metric(metric or DEFAULT_METRIC)
     client = get_client()
     existing = client.get_experiment_by_name(name)
     if existing is not None and existing.tags.get(TAG_PROJECT):
