@@ -293,7 +293,8 @@ def train(
 ) -> dict:
     """Run the exp's MLproject ``train`` entry point locally into the project's experiment.
 
-    The run is tagged ``antgo.project``/``antgo.exp``; ``gpu_id`` sets ``CUDA_VISIBLE_DEVICES``
+    The run is tagged ``antgo.project``/``antgo.exp`` and gets the project's registered data
+    as ``mlflow.data`` inputs (context = split); ``gpu_id`` sets ``CUDA_VISIBLE_DEVICES``
     (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
     ``{run_id, status}``; a failed run raises one line naming the run.
     """
@@ -345,6 +346,9 @@ def train(
     run_id = run.info.run_id
     if logged:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
+    from antgo_mlflow.project.data_registry import log_project_datasets
+
+    log_project_datasets(run_id, project, client=client)  # the project's registered data
     env_backup = {
         k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES", "PATH")
     }

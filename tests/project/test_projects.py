@@ -12,6 +12,7 @@ import pytest
 from antgo_mlflow.errors import AntgoError, TrackingError, UsageError
 from antgo_mlflow.project import experiments as ex
 from antgo_mlflow.project import projects as pj
+from antgo_mlflow.project.data_registry import add_data
 from antgo_mlflow.project.summary import describe_project, projects_overview
 
 
@@ -132,12 +133,17 @@ def test_train_runs_the_exp_mlproject_into_the_project(project, tmp_path):
             """
         )
     )
+    gt = tmp_path / "val.json"
+    gt.write_text('[{"image_file": "a.png", "height": 4, "width": 4}]')
+    add_data(project, "val", str(gt), "v1")
     result = ex.train(project, "e1", gpu_id="0", params={"lr": "0.05"})
     run = pj.get_client().get_run(result["run_id"])
     assert run.info.status == "FINISHED" and result["status"] == "FINISHED"
     assert run.info.experiment_id == pj.get_project(project).experiment_id
     assert run.data.tags["antgo.project"] == project and run.data.tags["antgo.exp"] == "e1"
     assert run.data.params["lr"] == "0.05" and run.data.params["cuda"] == "0"
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "val:v1" and dataset.tags[0].value == "val"
     with pytest.raises(TrackingError, match="failed"):
         ex.train(project, "e1", params={"lr": "boom"})
     with pytest.raises(UsageError, match="no MLproject"):
