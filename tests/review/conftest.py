@@ -7,6 +7,7 @@ uses that folder (mongod, App servers started by CLI subprocesses) is killed by 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 _DB_DIR = tempfile.mkdtemp(prefix="antgo-fo-db-")
+# also removed at exit where no review test runs (the pytest-xdist controller imports this too)
+atexit.register(shutil.rmtree, _DB_DIR, True)
 os.environ["FIFTYONE_DATABASE_DIR"] = _DB_DIR
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
