@@ -107,13 +107,13 @@ def test_create_exp_scaffolds_records_and_marks_the_folder(project, tmp_path):
 
 
 _TRAIN = """
-import os, sys, mlflow
+import os, sys
+if sys.argv[1] == "boom":  # fail before the (slow) mlflow import
+    raise SystemExit(3)
+import mlflow
 with mlflow.start_run():
-    mlflow.log_param("lr", sys.argv[1])
     mlflow.log_param("cuda", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     mlflow.log_metric("top_1", 0.5)
-    if sys.argv[1] == "boom":
-        raise SystemExit(3)
 """
 
 
@@ -144,8 +144,10 @@ def test_train_runs_the_exp_mlproject_into_the_project(project, tmp_path):
     assert run.data.params["lr"] == "0.05" and run.data.params["cuda"] == "0"
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.name == "val:v1" and dataset.tags[0].value == "val"
-    with pytest.raises(TrackingError, match="failed"):
+    with pytest.raises(TrackingError, match="failed") as info:
         ex.train(project, "e1", params={"lr": "boom"})
+    failed = str(info.value).split()[2]  # "train run <id> of exp ..."
+    assert pj.get_client().get_run(failed).info.status == "FAILED"
     with pytest.raises(UsageError, match="no MLproject"):
         ex.train(project, "e9")
     with pytest.raises(AntgoError, match="no entry point"):
