@@ -483,21 +483,21 @@ def load_dataset(
     existing = {}
     if len(dataset):
         existing = dict(zip(dataset.values(KEY), dataset.values("id")))
-    to_add, keep = [], set()
-    schema = dataset.get_field_schema()
+    to_add, updates = [], []
     for fs in new:
-        sid = existing.get(fs[KEY])
-        if sid is None:
-            to_add.append(fs)
-            continue
-        keep.add(sid)
-        cur = dataset[sid]
+        (updates if fs[KEY] in existing else to_add).append(fs)
+    keep = {existing[fs[KEY]] for fs in updates}
+    if updates:
+        # bulk writes keyed by antgo_key (one per field) instead of one save per sample
+        schema = dataset.get_field_schema()
+        view = dataset.select(list(keep))
+        old_tags = dict(zip(view.values(KEY), view.values("tags")))
         for field in ("image_file", "image_url", "tag", INDEX, EXTRA, "metadata", *LABEL_FIELDS):
-            value = _get(fs, field)
-            if value is not None or field in schema:
-                cur[field] = value
-        cur.tags = sorted(set(cur.tags) | set(fs.tags))
-        cur.save()
+            values = {fs[KEY]: _get(fs, field) for fs in updates}
+            if field in schema or any(v is not None for v in values.values()):
+                view.set_values(field, values, key_field=KEY)
+        tags = {fs[KEY]: sorted(set(old_tags.get(fs[KEY]) or []) | set(fs.tags)) for fs in updates}
+        view.set_values("tags", tags, key_field=KEY)
     stale = [sid for sid in existing.values() if sid not in keep]
     if stale:
         dataset.delete_samples(stale)
