@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import signal
@@ -640,7 +639,10 @@ class Runner:
                 raise KeyboardInterrupt  # a second Ctrl-C stops at once
             self._stop_signal = signum
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = [signal.SIGTERM, signal.SIGINT]
+        if hasattr(signal, "SIGHUP"):  # a closed terminal/ssh session: stop cleanly as well
+            signals.append(signal.SIGHUP)
+        for sig in signals:
             previous[sig] = signal.getsignal(sig)
             signal.signal(sig, handler)
 
@@ -913,16 +915,15 @@ def _total_loss(outputs: Mapping[str, Any]) -> torch.Tensor:
 
 
 def _as_float_dict(result: Any, path: str) -> dict[str, float]:
+    """A metric's result as ``{name: float}``; non-scalar entries (arrays) are left out."""
     if not isinstance(result, Mapping):
         raise ConfigError(f"{path}: the metric returned {type(result).__name__}, expected a dict")
     out = {}
     for key, value in result.items():
         try:
-            value = float(value)
+            out[str(key)] = float(value)
         except (TypeError, ValueError):
-            continue  # non-scalar entries (arrays, matrices) are artifacts, not metrics
-        if math.isfinite(value) or math.isnan(value):
-            out[str(key)] = value
+            continue
     return out
 
 

@@ -87,6 +87,8 @@ def test_load_from_initialises_the_model_only(make_config, tmp_path, capsys):
 
     assert first_loss(run_id) < first_loss(scratch)  # started from the trained weights
     assert set(trained) == set(load_checkpoint(tmp_path / "b" / "latest.pth")["state_dict"])
+    report = MlflowClient().download_artifacts(run_id, "load_from.txt", str(tmp_path))
+    assert "all keys matched" in open(report).read()
 
 
 def test_interrupted_run_resumes_into_the_same_run_and_matches_an_uninterrupted_one(

@@ -256,11 +256,15 @@ class MlflowLoggerHook(Hook):
         self._example: np.ndarray | None = None
         self._logged_ckpts: set[str] = set()
         self._ended = False
-        self.log_seconds = 0.0  # time spent in this hook (the benchmark reports it)
+        # Seconds spent in this hook: run setup, during epochs (step metrics, flushes), finish.
+        self.timing = {"setup": 0.0, "epochs": 0.0, "finish": 0.0}
 
     # -- run lifecycle ----------------------------------------------------------------------------
     def before_run(self, runner) -> None:
-        t0 = time.perf_counter()
+        with self._timed("setup"):
+            self._start(runner)
+
+    def _start(self, runner) -> None:
         self.client = client = MlflowClient()
         cfg = runner.cfg
         resumed = runner.run_id is not None
@@ -322,13 +326,14 @@ class MlflowLoggerHook(Hook):
             for i in range(0, len(params), BATCH_PARAMS):
                 client.log_batch(self.run_id, params=params[i : i + BATCH_PARAMS])
             self._log_datasets(runner)
+        if runner.load_report is not None and not resumed:
+            client.log_text(self.run_id, runner.load_report.text() + "\n", "load_from.txt")
         with tempfile.TemporaryDirectory() as tmp:
             name = Path(cfg.filename).name if cfg.filename else "config.py"
             path = Path(tmp) / name
             cfg.dump(path)
             client.log_artifact(self.run_id, str(path))
         self.interval = self.interval or runner.log_interval
-        self.log_seconds += time.perf_counter() - t0
 
     def _log_datasets(self, runner) -> None:
         data = runner.cfg.get("data") or {}
@@ -341,20 +346,28 @@ class MlflowLoggerHook(Hook):
             log.warning("could not log dataset inputs: %s", exc)
 
     # -- metrics ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _timed(self, key: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[key] += time.perf_counter() - start
+
     def after_train_iter(self, runner, batch_idx, batch, outputs) -> None:
         if self._example is None and isinstance(batch.get("image"), torch.Tensor):
             # Two rows: torch.export would specialise a batch of one to a fixed size.
             self._example = batch["image"][:2].detach().cpu().numpy()
         if runner.log_vars is None:
             return
-        t0 = time.perf_counter()
+        start = time.perf_counter()
         ts = _now_ms()
         step = runner.iter
         self._pending.extend(
             Metric(f"train/{k}", float(v), ts, step) for k, v in runner.log_vars.items()
         )
         self._send()
-        self.log_seconds += time.perf_counter() - t0
+        self.timing["epochs"] += time.perf_counter() - start
 
     def _send(self) -> None:
         if self._pending and self.run_id:
@@ -363,13 +376,11 @@ class MlflowLoggerHook(Hook):
 
     def flush(self) -> None:
         """Send what is queued and wait until MLflow has stored it."""
-        t0 = time.perf_counter()
         self._send()
         ops, self._ops = self._ops, []
         for op in ops:
             if op is not None:
                 op.wait()
-        self.log_seconds += time.perf_counter() - t0
 
     def after_val_epoch(self, runner, metrics) -> None:
         ts = _now_ms()
@@ -378,6 +389,10 @@ class MlflowLoggerHook(Hook):
         )
 
     def after_train_epoch(self, runner) -> None:
+        with self._timed("epochs"):
+            self._epoch_end(runner)
+
+    def _epoch_end(self, runner) -> None:
         ts = _now_ms()
         step = runner.epoch
         self._pending.extend(
@@ -405,10 +420,8 @@ class MlflowLoggerHook(Hook):
         key = str(path)
         if key in self._logged_ckpts or not Path(path).is_file():
             return
-        t0 = time.perf_counter()
         self.client.log_artifact(self.run_id, str(path), "checkpoints")
         self._logged_ckpts.add(key)
-        self.log_seconds += time.perf_counter() - t0
 
     def _log_best(self, runner) -> None:
         if self._artifact_mode(runner) in ("best", "all"):
@@ -437,14 +450,16 @@ class MlflowLoggerHook(Hook):
 
     # -- end of run -------------------------------------------------------------------------------
     def after_run(self, runner) -> None:
-        t0 = time.perf_counter()
+        with self._timed("finish"):
+            self._finish(runner)
+        self._end(runner, "FINISHED")
+
+    def _finish(self, runner) -> None:
         self.flush()
         self._log_best(runner)
         self._log_metric_artifacts(runner)
         if self.log_model and self._example is not None:
             log_torch_model(self.client, self.run_id, runner.model_core, self._example)
-        self.log_seconds += time.perf_counter() - t0
-        self._end(runner, "FINISHED")
 
     def on_exception(self, runner, exc: BaseException) -> None:
         if self.run_id is None or self._ended:
