@@ -205,3 +205,34 @@ def test_collate_stacks_tensors_and_keeps_ragged_fields():
     assert batch["image"].shape == (2, 1, 2, 2)
     assert batch["label"].tolist() == [1, 0]
     assert isinstance(batch["boxes"], list) and batch["name"] == ["a", "b"]
+
+
+def test_runner_trains_the_shipped_classifier_with_the_shipped_metric(make_config, tmp_path):
+    """The real ImageClassifier/WideResNet (models/) and AccuracyEval (engine.metrics) plug in."""
+    npz = repr(str(toys.make_npz(tmp_path / "rgb.npz", n=32, size=16, channels=3)))
+    cfg = make_config(
+        max_epochs="1",
+        model=(
+            "dict(type='ImageClassifier', backbone=dict(type='WideResNet', num_classes=4, depth=10, "
+            "widen_factor=1), head=dict(type='ClsHead'))"
+        ),
+        data=(
+            f"dict(train=dict(type='EngineNpzData', path={npz}), val=dict(type='EngineNpzData', "
+            f"path={npz}), train_dataloader=dict(samples_per_gpu=16), val_dataloader=dict(samples_per_gpu=16))"
+        ),
+        evaluation="dict(metric=dict(type='AccuracyEval', topk=(1,)), save_best='top_1')",
+    )
+    run = MlflowClient().get_run(run_from_config(cfg, work_dir=tmp_path / "w"))
+    assert run.info.status == "FINISHED"
+    assert "val/top_1" in run.data.metrics and "epoch/loss" in run.data.metrics
+
+
+def test_a_stream_dataset_needs_and_uses_iters_per_epoch(make_config, toy_npz, tmp_path):
+    npz = repr(str(toy_npz))
+    data = f"dict(train=dict(type='EngineStreamData', path={npz}), train_dataloader=dict(samples_per_gpu=8{{}}))"
+    with pytest.raises(AntgoError, match="data.train_dataloader.iters_per_epoch: needed"):
+        run_from_config(make_config(data=data.format(""), evaluation=None), work_dir=tmp_path / "a")
+    cfg = make_config(folder="b/configs", data=data.format(", iters_per_epoch=3"), evaluation=None)
+    run_id = run_from_config(cfg, work_dir=tmp_path / "b")
+    steps = [m.step for m in MlflowClient().get_metric_history(run_id, "train/loss")]
+    assert steps == [2, 4, 6]  # 2 epochs x 3 iterations, logged every 2nd

@@ -20,15 +20,15 @@ from antgo_mlflow.registry import DATASETS, HOOKS, METRICS, MODELS
 NUM_CLASSES = 4
 
 
-def make_npz(path: Path, n: int = 64, seed: int = 0, size: int = 8) -> Path:
+def make_npz(path: Path, n: int = 64, seed: int = 0, size: int = 8, channels: int = 1) -> Path:
     """Write a learnable toy set: class k has a bright k-th quadrant plus noise."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % NUM_CLASSES
-    images = rng.normal(0, 0.3, size=(n, 1, size, size)).astype(np.float32)
+    images = rng.normal(0, 0.3, size=(n, channels, size, size)).astype(np.float32)
     h = size // 2
     for i, k in enumerate(labels):
         r, c = divmod(int(k), 2)
-        images[i, 0, r * h : (r + 1) * h, c * h : (c + 1) * h] += 1.0
+        images[i, :, r * h : (r + 1) * h, c * h : (c + 1) * h] += 1.0
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, images=images, labels=labels.astype(np.int64))
     return path
@@ -207,3 +207,15 @@ class EngineGradNormHook(Hook):
     def after_train_iter(self, runner, batch_idx, batch, outputs):
         grads = [p.grad for p in runner.model_core.parameters() if p.grad is not None]
         self.norms.append(float(torch.norm(torch.stack([g.norm() for g in grads]))))
+
+
+@DATASETS.register_module(force=True)
+class EngineStreamData(torch.utils.data.IterableDataset):
+    """A stream (no length) of the same samples as EngineNpzData."""
+
+    def __init__(self, path: str):
+        self.inner = EngineNpzData(path)
+
+    def __iter__(self):
+        for i in range(len(self.inner)):
+            yield self.inner[i]
