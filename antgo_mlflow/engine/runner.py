@@ -285,7 +285,6 @@ class Runner:
         self.train_loader = None
         self.val_loader = None
         self.metric = None
-        self.input_example: np.ndarray | None = None
         self._hooks: list[Hook] = []
         self._point_cache: dict[str, list[Hook]] = {}
         self._stop_signal: int | None = None
@@ -301,7 +300,8 @@ class Runner:
         if value is None:
             raise ConfigError(f"max_epochs: missing from {self.cfg.filename or 'the config'}")
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"max_epochs: must be a positive integer, got {value!r}")
+            where = "--max-epochs" if override is not None else "max_epochs"
+            raise ConfigError(f"{where}: must be a positive integer, got {value!r}")
         return value
 
     def _build_model(self) -> torch.nn.Module:
@@ -561,6 +561,12 @@ class Runner:
             self.metric = self._build_metric()
             self.val_dataset = self.build_dataset("val")
             self.val_loader = self.build_dataloader("val", self.val_dataset, train=False)
+        elif (
+            not self.no_validate
+            and (self.cfg.get("evaluation") or {}).get("metric")
+            and self.is_main
+        ):
+            print("evaluation: the config has no data.val; validation is skipped", file=sys.stderr)
         if not self.cfg.get("optimizer"):
             raise ConfigError(f"optimizer: missing from {self.cfg.filename or 'the config'}")
         self.optimizers = build_optimizers(self.model_core, self.cfg.optimizer)

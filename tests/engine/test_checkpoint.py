@@ -172,3 +172,18 @@ def test_sigterm_mid_epoch_saves_latest_and_marks_killed_then_resume_continues(
     steps = _steps(run_id, "train/loss")
     assert steps == sorted(set(steps)) == list(range(2, 25, 2))
     assert _steps(run_id, "epoch/loss") == [1, 2, 3]
+
+
+def test_hooks_add_state_to_checkpoints_and_get_it_back_on_resume(make_config, tmp_path):
+    from tests.engine.toys import EngineStateHook
+
+    EngineStateHook.loaded.clear()
+    cfg = make_config(
+        max_epochs="1", evaluation=None, custom_hooks="[dict(type='EngineStateHook')]"
+    )
+    work = tmp_path / "w"
+    run_id = run_from_config(cfg, work_dir=work)
+    assert load_checkpoint(work / "epoch_1.pth")["engine_state"] == {"epoch_seen": 1}
+    assert run_from_config(cfg, work_dir=work, resume_from="auto", max_epochs=2) == run_id
+    assert EngineStateHook.loaded == [{"epoch_seen": 1}]
+    assert _steps(run_id, "epoch/loss") == [1, 2]

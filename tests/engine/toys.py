@@ -219,3 +219,16 @@ class EngineStreamData(torch.utils.data.IterableDataset):
     def __iter__(self):
         for i in range(len(self.inner)):
             yield self.inner[i]
+
+
+@HOOKS.register_module(force=True)
+class EngineStateHook(Hook):
+    """Adds its own state to checkpoints and reads it back on resume (like an EMA hook would)."""
+
+    loaded: list = []
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint["engine_state"] = {"epoch_seen": runner.epoch}
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self.loaded.append(checkpoint.get("engine_state"))
