@@ -149,3 +149,14 @@ def test_cifar_missing_batches_name_the_download_flag(tmp_path):
     with pytest.raises(DataError, match="--download"):
         cifar10.prepare_cifar10(tmp_path / "nothing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_killed_build_leaves_nothing_that_blocks_the_next(tmp_path):
+    base = tmp_path / f"digits-v{digits.LAYOUT_VERSION}"
+    stale = base / ".antgo-tmp-deadbeef-0000"
+    (stale / "images").mkdir(parents=True)
+    old = 1_000_000_000
+    os.utime(stale, (old, old))
+    data = digits.prepare_digits(tmp_path)
+    assert not stale.exists()
+    assert data.splits["train"].count == 1259

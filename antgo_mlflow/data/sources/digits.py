@@ -167,6 +167,16 @@ def _prepared(root: Path, digest: str) -> PreparedData:
     return PreparedData(NAME, root, CLASS_NAMES, splits, digest)
 
 
+def _remove_stale(base: Path, age_s: float = 3600.0) -> None:
+    """Delete build folders a killed process left behind (old enough not to be a live build)."""
+    import time
+
+    for path in base.glob(f"{TMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > age_s:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _no_progress():
     old = os.environ.get("ANTGO_PROGRESS")
@@ -200,6 +210,7 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     if final.exists():  # a folder without its ready marker: not ours to trust, move it aside
         with contextlib.suppress(OSError):
             os.rename(final, base / f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:8]}")
+    _remove_stale(base)
     tmp = base / f"{TMP_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
     print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
     try:
