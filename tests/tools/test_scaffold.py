@@ -174,3 +174,50 @@ def test_scaffold_trains_with_mlflow_run(tmp_path):
     assert "val/top_1" in run.data.metrics or "top_1" in " ".join(run.data.metrics)
     assert run.data.tags.get("antgo.exp") == "cifar10"
     assert run.data.tags.get("mlflow.project.entryPoint") == "train"
+
+
+@pytest.fixture
+def restore_registries():
+    """The scaffold force-registers its classes: put the library's back afterwards."""
+    from antgo_mlflow.registry import ROOT_REGISTRIES
+
+    saved = {name: dict(reg._modules) for name, reg in ROOT_REGISTRIES.items()}
+    modules = set(sys.modules)
+    yield
+    for name, reg in ROOT_REGISTRIES.items():
+        reg._modules.clear()
+        reg._modules.update(saved[name])
+    for name in set(sys.modules) - modules:
+        if name == "mycls" or name.startswith("mycls.") or name == "system":
+            del sys.modules[name]
+
+
+def test_scaffold_plugins_register_and_work(tmp_path, monkeypatch, restore_registries):
+    import importlib
+
+    import numpy as np
+
+    from antgo_mlflow.data.sources.digits import prepare_digits
+    from antgo_mlflow.registry import DATASETS, HOOKS, METRICS, MODELS
+
+    create_mvp("mycls", tgt=tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("mycls")
+    assert MODELS.get("WideResNet").__module__ == "mycls.models.wideres"
+    assert MODELS.get("ImageClassifier") is not None  # the library's models are still there
+    model = MODELS.build(dict(type="WideResNet", num_classes=10, depth=10, widen_factor=1))
+    assert model(__import__("torch").zeros(2, 3, 32, 32)).shape == (2, 10)
+    gt = prepare_digits().splits["test"].gt
+    ds = DATASETS.build(
+        dict(
+            type="GTJsonDataset",
+            gt_file=str(gt),
+            pipeline=[dict(type="ToTensor", keys=["image"])],
+            inputs_def={"fields": ["image", "label"]},
+        )
+    )
+    sample = ds[0]
+    assert tuple(sample["image"].shape) == (3, 32, 32) and 0 <= sample["label"] < 10
+    metric = METRICS.build(dict(type="MeanClassAccuracy"))
+    assert metric(np.eye(3), np.arange(3)) == {"mean_class_acc": 1.0}
+    assert HOOKS.get("StopAtAccuracyHook") is not None

@@ -40,7 +40,7 @@ class GTJsonDataset(Dataset):
     def __getitem__(self, index):
         info = self.samples[index]
         with Image.open(resolve_image_path(self.gt_file, info)) as im:
-            image = np.asarray(im.convert("RGB"))
+            image = np.array(im.convert("RGB"))  # a writable copy (ToTensor shares memory)
         sample = {
             "image": image,
             "label": int(info.get("image_label", -1)),
