@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 PARAM_VALUE_LIMIT = 6000  # MLflow's limit on a param value
 PARAM_KEY_LIMIT = 250
 BATCH_PARAMS = 100
+MAX_METRICS = 900  # MLflow accepts up to 1000 metrics per log_batch
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 RUN_ID_FILE_ENV = "ANTGO_RUN_ID_FILE"  # set by the DDP launcher: rank 0 writes the run id there
 _DATA_PATH_KEYS = (
@@ -221,7 +222,11 @@ class MlflowLoggerHook(Hook):
     """Log the run to MLflow (rank 0 only; the Runner adds it by default).
 
     Args:
-        interval: iterations between step-metric batches (default ``log_config.interval``).
+        interval: log step metrics every N iterations (default ``log_config.interval``; the
+            values are the means since the Runner's previous log point).
+        batch_seconds: step metrics wait up to this long to be sent together in one
+            asynchronous ``log_batch`` (each request costs milliseconds of CPU in the store);
+            everything is flushed at the end of each epoch and at exit. 0 sends at every log.
         log_model: log the final model with ``mlflow.pytorch.log_model``.
         log_artifacts: ``'best'``/``'all'``/``'none'``; default ``checkpoint_config.log_artifacts``.
         run_name: name of a newly created run.
@@ -233,6 +238,7 @@ class MlflowLoggerHook(Hook):
     def __init__(
         self,
         interval: int | None = None,
+        batch_seconds: float = 2.0,
         log_model: bool = True,
         log_artifacts: str | None = None,
         run_name: str | None = None,
@@ -244,6 +250,8 @@ class MlflowLoggerHook(Hook):
                 f"log_artifacts must be 'best', 'all' or 'none', got {log_artifacts!r}"
             )
         self.interval = interval
+        self.batch_seconds = float(batch_seconds)
+        self._last_send = 0.0
         self.log_model = log_model
         self.log_artifacts = log_artifacts
         self.run_name = run_name
@@ -334,6 +342,7 @@ class MlflowLoggerHook(Hook):
             cfg.dump(path)
             client.log_artifact(self.run_id, str(path))
         self.interval = self.interval or runner.log_interval
+        self._last_send = time.perf_counter()
 
     def _log_datasets(self, runner) -> None:
         data = runner.cfg.get("data") or {}
@@ -358,7 +367,7 @@ class MlflowLoggerHook(Hook):
         if self._example is None and isinstance(batch.get("image"), torch.Tensor):
             # Two rows: torch.export would specialise a batch of one to a fixed size.
             self._example = batch["image"][:2].detach().cpu().numpy()
-        if runner.log_vars is None:
+        if runner.log_vars is None or runner.iter % self.interval:
             return
         start = time.perf_counter()
         ts = _now_ms()
@@ -366,13 +375,15 @@ class MlflowLoggerHook(Hook):
         self._pending.extend(
             Metric(f"train/{k}", float(v), ts, step) for k, v in runner.log_vars.items()
         )
-        self._send()
+        if start - self._last_send >= self.batch_seconds or len(self._pending) >= MAX_METRICS:
+            self._send()
         self.timing["epochs"] += time.perf_counter() - start
 
     def _send(self) -> None:
         if self._pending and self.run_id:
             batch, self._pending = self._pending, []
             self._ops.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+            self._last_send = time.perf_counter()
 
     def flush(self) -> None:
         """Send what is queued and wait until MLflow has stored it."""
