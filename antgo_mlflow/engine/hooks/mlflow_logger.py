@@ -385,10 +385,16 @@ class MlflowLoggerHook(Hook):
             self._ops.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
             self._last_send = time.perf_counter()
 
-    def flush(self) -> None:
-        """Send what is queued and wait until MLflow has stored it."""
+    def flush(self, wait_last: bool = True) -> None:
+        """Send what is queued and wait until MLflow has stored it.
+
+        ``wait_last=False`` (epoch ends) leaves the batch just sent writing in the background
+        while the next epoch starts; earlier batches are confirmed stored.
+        """
         self._send()
         ops, self._ops = self._ops, []
+        if not wait_last and ops:
+            ops, self._ops = ops[:-1], ops[-1:]
         for op in ops:
             if op is not None:
                 op.wait()
@@ -409,7 +415,7 @@ class MlflowLoggerHook(Hook):
         self._pending.extend(
             Metric(f"epoch/{k}", float(v), ts, step) for k, v in runner.epoch_log.items()
         )
-        self.flush()
+        self.flush(wait_last=False)
         if self._artifact_mode(runner) == "all":
             ckpt = self._checkpoint_hook(runner)
             for path in list(ckpt.saved) if ckpt else []:
