@@ -15,7 +15,7 @@ _mean = (0.491400, 0.482158, 0.4465231)
 _std = (0.247032, 0.243485, 0.2615877)
 
 seed = 0
-max_epochs = 8
+max_epochs = 6
 
 model = dict(
     type="ImageClassifier",
@@ -84,18 +84,18 @@ data = dict(
     test_dataloader=dict(samples_per_gpu=256, workers_per_gpu=0, drop_last=False, shuffle=False),
 )
 
-# AdamW + one-cycle reaches >= 0.98 test top-1 in 8 epochs on every seed tried (SGD + cosine
-# needs ~12 epochs for the same).
+# AdamW + one-cycle: 6 epochs give 0.989 test top-1 (seed 0), 8 epochs 0.992 (SGD + cosine
+# needs ~12 epochs and reaches 0.983).
 optimizer = dict(type="AdamW", lr=5e-3, weight_decay=1e-4)
 optimizer_config = dict(grad_clip=None)
 lr_config = dict(policy="OneCycle")
 log_config = dict(interval=10, hooks=[dict(type="TextLoggerHook")])
 # best.pth goes to the run's artifacts, so `mlflow run . -e export -P run_id=...` works anywhere
 checkpoint_config = dict(interval=max_epochs, out_dir="./output/", log_artifacts="best")
-# Validation every 4 epochs: the 179-image val split saturates at 1.0 in the last epochs, and
+# Validation every 3 epochs: the 179-image val split saturates at 1.0 in the last epochs, and
 # best.pth would then keep the first of several equal scores instead of the final model.
 evaluation = dict(
-    out_dir="./output/", interval=4, metric=dict(type="AccuracyEval"), save_best="top_1"
+    out_dir="./output/", interval=3, metric=dict(type="AccuracyEval"), save_best="top_1"
 )
 export = dict(
     input_shape_list=[[1, 3, 32, 32]], input_name_list=["image"], output_name_list=["pred"]
