@@ -19,6 +19,26 @@ def _quiet_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("ANTGO_CACHE_DIR", str(tmp_path / "antgo-cache"))
     monkeypatch.setenv("FIFTYONE_DO_NOT_TRACK", "true")
+    _reset_mlflow_globals()
+
+
+def _reset_mlflow_globals() -> None:
+    """Forget a tracking/registry URI or active run left by an earlier test in this process.
+
+    `mlflow.set_tracking_uri` stores the URI in a module global that outranks the
+    MLFLOW_TRACKING_URI variable each test sets, so without this a test would talk to the store
+    of whichever test ran before it on the same worker.
+    """
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
 
 
 class CliResult:
