@@ -181,6 +181,8 @@ def restore_registries():
     """The scaffold force-registers its classes: put the library's back afterwards."""
     from antgo_mlflow.registry import ROOT_REGISTRIES
 
+    for reg in ROOT_REGISTRIES.values():
+        reg.import_locations()  # save the complete library tables, not a half-imported one
     saved = {name: dict(reg._modules) for name, reg in ROOT_REGISTRIES.items()}
     modules = set(sys.modules)
     yield
