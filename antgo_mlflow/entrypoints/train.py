@@ -99,9 +99,11 @@ def main(argv: Sequence[str]) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = optional(args.work_dir) or str(Path("output") / config.parent.name / stamp)
 
-    from antgo_mlflow.engine.runner import run_from_config
+    started = time.perf_counter()
+    from antgo_mlflow.engine.runner import run_from_config  # torch, mlflow: the slow imports
 
     t0 = time.perf_counter()
+    imports = t0 - started
     run_id = run_from_config(
         config,
         cfg_options=options,
@@ -127,8 +129,15 @@ def main(argv: Sequence[str]) -> int:
         gpu_id=gpu_id,
         checkpoint=str(checkpoint),
     )
+    tested = time.perf_counter() - t0 - trained
     shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
     print(f"{PROG}: test ({checkpoint.name}): {shown}", file=sys.stderr, flush=True)
+    print(
+        f"{PROG}: time: imports {imports:.1f} s, config + data + training + logging {trained:.1f} s, "
+        f"test {tested:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     print(f"{PROG}: export: mlflow run . -e export -P run_id={run_id}", file=sys.stderr, flush=True)
     return 0
 

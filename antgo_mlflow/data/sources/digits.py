@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -169,8 +170,6 @@ def _prepared(root: Path, digest: str) -> PreparedData:
 
 def _remove_stale(base: Path, age_s: float = 3600.0) -> None:
     """Delete build folders a killed process left behind (old enough not to be a live build)."""
-    import time
-
     for path in base.glob(f"{TMP_PREFIX}*"):
         with contextlib.suppress(OSError):
             if time.time() - path.stat().st_mtime > age_s:
@@ -213,6 +212,7 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     _remove_stale(base)
     tmp = base / f"{TMP_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
     print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
+    started = time.perf_counter()
     try:
         with _no_progress():  # one line above instead of three short-lived bars
             _build(tmp, images, targets, digest)
@@ -224,6 +224,7 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
             # another process finished first: its copy is identical, keep it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return _prepared(final, digest)
 
 
