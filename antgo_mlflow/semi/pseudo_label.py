@@ -136,7 +136,10 @@ def _onnx_runner(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[
 def _torch_runner(module) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    module.eval()
+    try:
+        module.eval()
+    except NotImplementedError:  # a pt2 (torch.export) model: exported in eval mode already
+        pass
     predict = getattr(module, "predict", None)
     fn = predict if callable(predict) else module
 

@@ -235,3 +235,25 @@ def test_empty_input_is_one_line(tmp_path, onnx_models):
         "--models", str(onnx_models[0]), "--input", str(tmp_path / "empty.json"), cwd=tmp_path
     )
     assert_one_line_error(result, "no samples")
+
+
+def test_a_pytorch_model_logged_by_the_trainer_is_a_model_too(tmp_path, dataset):
+    """The Runner logs `model` in MLflow's pt2 format (forward = logits): softmax is applied."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from antgo_mlflow.engine.hooks.mlflow_logger import log_torch_model
+
+    folder, images = dataset
+    torch.manual_seed(3)
+    model = TinyNet().eval()
+    with mlflow.start_run() as run:
+        log_torch_model(
+            MlflowClient(), run.info.run_id, model, np.zeros((2, 3, 32, 32), np.float32)
+        )
+    result = pseudo_label(
+        [f"runs:/{run.info.run_id}/model"], folder, tmp_path / "out", threshold=0.5
+    )
+    with torch.no_grad():
+        want = model.predict(torch.from_numpy(Preprocess()(list(images)))).numpy()
+    assert np.abs(result.probabilities - want).max() < 1e-5
