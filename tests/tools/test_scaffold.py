@@ -223,3 +223,28 @@ def test_scaffold_plugins_register_and_work(tmp_path, monkeypatch, restore_regis
     metric = METRICS.build(dict(type="MeanClassAccuracy"))
     assert metric(np.eye(3), np.arange(3)) == {"mean_class_acc": 1.0}
     assert HOOKS.get("StopAtAccuracyHook") is not None
+
+
+def test_scaffold_switches_to_cifar10_with_one_config_change(tmp_path, monkeypatch):
+    """`data_source = "cifar10"` reads local CIFAR batches (here tiny ones) and builds WRN-28-2."""
+    from antgo_mlflow.config import Config
+    from antgo_mlflow.registry import DATASETS
+    from tests.data.test_sources import _write_batch
+
+    create_mvp("cifar10", tgt=tmp_path)
+    batches = tmp_path / "dataset" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    _write_batch(batches / "data_batch_1", n=8, seed=1)
+    _write_batch(batches / "test_batch", n=4, seed=2)
+    config = tmp_path / "cifar10" / "configs" / "config.py"
+    text = config.read_text()
+    assert text.count('data_source = "digits"') == 1
+    config.write_text(text.replace('data_source = "digits"', 'data_source = "cifar10"'))
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(config)
+    assert (cfg.model.backbone.depth, cfg.model.backbone.widen_factor) == (28, 2)
+    assert len(DATASETS.build(cfg.data.train)) == 8
+    assert len(DATASETS.build(cfg.data.val)) == 4
+    assert (
+        Config.fromfile(config).data.train.data_path_list == cfg.data.train.data_path_list
+    )  # converted once
