@@ -314,22 +314,23 @@ def _read_shards(path: Path) -> InputSet:
     samples: list[dict[str, Any]] = []
     from antgo_mlflow.gt import new_sample
 
-    cache: dict[int, bytes] = {}
+    # One pass for the fields (kept in memory); images are read again, one record at a time.
     for k, (reader, i) in enumerate(where):
         record = decode_sample(reader.read(i))
         data = record.pop("image", None)
         if not isinstance(data, bytes):
             raise DataError(f"{reader.path}: record {i} has no encoded image")
-        cache[k] = data
         fields = {key: _plain(v) for key, v in record.items() if key in _GT_FIELDS}
         fields["image_file"] = f"images/{k:06d}{_ext_of(data)}"
         samples.append(new_sample(**fields))
 
-    def image(i: int) -> np.ndarray:
-        return _rgb(cache[i], f"{path}: record {i}")
+    def image_bytes(k: int) -> tuple[bytes, str]:
+        reader, i = where[k]
+        data = decode_sample(reader.read(i))["image"]
+        return data, _ext_of(data)
 
-    def image_bytes(i: int) -> tuple[bytes, str]:
-        return cache[i], _ext_of(cache[i])
+    def image(k: int) -> np.ndarray:
+        return _rgb(image_bytes(k)[0], f"{where[k][0].path}: record {where[k][1]}")
 
     return InputSet(str(path), samples, image, image_bytes, names, None)
 
