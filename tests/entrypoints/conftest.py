@@ -24,7 +24,6 @@ class Trained:
 
 def tiny_options(cache: Path) -> str:
     """Train on the 179-sample val split for one epoch: 2 iterations."""
-    os.environ.setdefault("ANTGO_CACHE_DIR", str(cache))
     from antgo_mlflow.data.sources.digits import prepare_digits
 
     val = prepare_digits(cache).shard_paths("val")
