@@ -229,7 +229,7 @@ def test_cli_extracts_1000_small_images_with_correct_sizes(tmp_path, run_antgo):
             assert max(im.size) == min(32, max(orig.size))
 
 
-def test_readme_quick_start_command_works(tmp_path, capsys):
+def test_bundled_sample_images_extract_with_max_size(tmp_path, capsys):
     res = run_inprocess(
         capsys,
         "tool",
