@@ -215,27 +215,33 @@ class _SampleMixin:
                 raise ConfigError("inputs_def.alias: needs one name per entry of 'fields'")
 
     def _make_sample(self, data: bytes, index: int, where: str):
-        raw = parse_example(data, self._keys)
-        sample = decode_features(raw, self.description)
+        description = self.description
+        sample = decode_features(parse_example(data, self._keys), description)
         if "label" not in sample and "image_label" in sample:
             sample["label"] = sample["image_label"]
-        if self.description:
-            missing = [k for k in self.description if k not in sample]
-            if missing:
-                present = sorted(k for k in parse_example(data) if not k.startswith("__"))
-                raise DataError(
-                    f"{where}: description asks for {missing}; the record has {present}"
-                )
-            if "image_label" not in self.description:
+        if description:
+            for k in description:  # a loop, not a list: this runs for every sample
+                if k not in sample:
+                    missing = [k for k in description if k not in sample]
+                    present = sorted(k for k in parse_example(data) if not k.startswith("__"))
+                    raise DataError(
+                        f"{where}: description asks for {missing}; the record has {present}"
+                    )
+            if "image_label" not in description:
                 sample.pop("image_label", None)
-        image = sample.get("image")
-        if self._decode_numpy and isinstance(image, bytes):
-            try:
-                sample["image"] = decode_image(image)
-            except DataError as exc:
-                raise DataError(f"{where}: {exc}") from None
+        if self._decode_numpy:
+            image = sample.get("image")
+            if isinstance(image, bytes):
+                try:
+                    sample["image"] = decode_image(image)
+                except DataError as exc:
+                    raise DataError(f"{where}: {exc}") from None
         for key in self.auto_ext_info:
             sample.setdefault(key, str(index))
+        if self.weak_pipeline is None and self.strong_pipeline is None:  # _apply, inlined
+            if self.pipeline is not None:
+                sample = self.pipeline(sample)
+            return sample if self._fields is None else self._arrange(sample)
         return self._apply(sample)
 
     def _arrange(self, sample):
@@ -354,6 +360,27 @@ class _ShardDataset(_SampleMixin, Dataset):
     def __getitem__(self, index):
         reader, local = self.locate(int(index))
         return self._make_sample(reader.read(local), index, _Where(reader.path, local))
+
+    def __getitems__(self, indices) -> list:
+        """The samples of a batch of indices, in order (DataLoader calls this once per batch)."""
+        if type(self).__getitem__ is not _ShardDataset.__getitem__ or (
+            type(self).locate is not _ShardDataset.locate
+        ):  # a subclass's own methods win
+            return [self[i] for i in indices]
+        # ``locate`` inlined: this loop runs for every sample a DataLoader reads.
+        ends, starts, readers, n = self._ends, self._starts, self.readers, self._len
+        make = self._make_sample
+        out = []
+        for index in indices:
+            i = int(index)
+            if i < 0:
+                i += n
+            if not 0 <= i < n:
+                raise IndexError(f"index {int(index)} out of range for {n} samples")
+            shard = bisect.bisect_right(ends, i)
+            reader, local = readers[shard], i - starts[shard]
+            out.append(make(reader.read(local), index, _Where(reader.path, local)))
+        return out
 
     @property
     def class_names(self) -> list[str]:

@@ -355,20 +355,24 @@ def parse_example(data, keys=None) -> dict[str, Any]:
     except Exception as exc:  # protobuf's DecodeError
         raise DataError(f"not a tf.train.Example record ({exc})") from None
     fmap = example.features.feature
-    if keys is None:
-        names = list(fmap.keys())
-    else:
-        names = []
-        for key in keys:
-            if key in fmap:
-                names.append(key)
-                names.extend(m for m in _marker_names(key) if m in fmap)
     raw: dict[str, Any] = {}
-    for name in names:
-        feature = fmap[name]
-        kind = feature.WhichOneof("kind")
-        raw[name] = [] if kind is None else getattr(feature, kind).value
+    if keys is None:
+        for name in fmap.keys():
+            raw[name] = _values(fmap[name])
+        return raw
+    # Plain loops, no generator: this runs for every record a DataLoader reads.
+    for key in keys:
+        if key in fmap:
+            raw[key] = _values(fmap[key])
+            for m in _marker_names(key):
+                if m in fmap:
+                    raw[m] = _values(fmap[m])
     return raw
+
+
+def _values(feature):
+    kind = feature.WhichOneof("kind")
+    return [] if kind is None else getattr(feature, kind).value
 
 
 def _text(value: bytes) -> str | bytes:

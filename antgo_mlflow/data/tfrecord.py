@@ -167,6 +167,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
+_LENGTH_CRC: dict[int, int] = {}  # record length -> masked CRC of its 8 length bytes
+
+
+def _length_crc(length: int) -> int:
+    crc = masked_crc(struct.pack("<Q", length))
+    if len(_LENGTH_CRC) >= 1 << 16:  # bounded: shards of very varied record sizes
+        _LENGTH_CRC.clear()
+    _LENGTH_CRC[length] = crc
+    return crc
+
+
 class TFRecordShardReader:
     """Random access to the records of one shard through its index.
 
@@ -181,6 +192,7 @@ class TFRecordShardReader:
         self.verify = verify
         self._fd: int | None = None
         self._pid: int | None = None
+        self._flat: memoryview | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -195,9 +207,25 @@ class TFRecordShardReader:
             self._pid = pid
         return self._fd
 
+    def _offsets(self) -> memoryview:
+        # A flat int64 view of the index: two memoryview lookups cost ~0.06 us per record,
+        # ``self.index[i].tolist()`` ~0.35 us. No copy for an int64 C-contiguous index.
+        flat = np.ascontiguousarray(self.index, dtype=np.int64).reshape(-1)
+        view = memoryview(flat) if flat.size else memoryview(b"")  # cast refuses empty shapes
+        self._flat = view.cast("B").cast("q")
+        return self._flat
+
     def read(self, i: int) -> memoryview:
         """The serialized record ``i`` as a memoryview (CRCs verified unless ``verify=False``)."""
-        offset, size = self.index[i].tolist()
+        flat = self._flat if self._flat is not None else self._offsets()
+        if i < 0:
+            i += len(flat) >> 1
+        try:
+            if i < 0:
+                raise IndexError
+            offset, size = flat[2 * i], flat[2 * i + 1]
+        except IndexError:
+            raise IndexError(f"{self.path}: no record {i} ({len(flat) >> 1} records)") from None
         fd = self._fd if self._pid == _PID[0] and self._fd is not None else self._open()
         buf = os.pread(fd, size, offset)
         if len(buf) != size or size < 16:
@@ -213,7 +241,15 @@ class TFRecordShardReader:
         data = view[12 : 12 + length]
         if self.verify:
             (data_crc,) = _FOOTER.unpack_from(buf, 12 + length)
-            if masked_crc(view[:8]) != length_crc or masked_crc(data) != data_crc:
+            # The length CRC depends on the length only: look it up instead of recomputing.
+            expected = _LENGTH_CRC.get(length)
+            if expected is None:
+                expected = _length_crc(length)
+            crc = _crc32c(data)  # masked_crc inlined: one Python call less per record
+            if (
+                expected != length_crc
+                or (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF != data_crc
+            ):
                 raise ShardError(
                     f"{self.path}: record {i} is corrupt (CRC mismatch at byte {offset})"
                 )
@@ -228,6 +264,7 @@ class TFRecordShardReader:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_fd"] = state["_pid"] = None  # never ship a descriptor to another process
+        state["_flat"] = None  # a memoryview does not pickle; rebuilt on first read
         return state
 
     def __del__(self):
