@@ -47,6 +47,47 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
         raise
 
 
+def read_json(
+    path: str | os.PathLike,
+    expected: str = "JSON",
+    error: type[Exception] | None = None,
+    json_lines: bool = False,
+) -> Any:
+    """Parse a user's JSON file, or raise ``error`` (default DataError) as one line naming it.
+
+    Args:
+        path: the file.
+        expected: what the file should hold, for the empty-file message ("a JSON list of samples").
+        error: the AntgoError subclass to raise.
+        json_lines: also accept one JSON value per line (antgo's line variant of GT files).
+    """
+    from antgo_mlflow.errors import DataError
+
+    error = error or DataError
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text (is it a JSON file?)") from None
+    if not text.strip():
+        raise error(f"{path}: empty file (expected {expected})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if not (json_lines and exc.msg == "Extra data" and text.lstrip().startswith("{")):
+            raise error(
+                f"{path}:{exc.lineno}:{exc.colno}: invalid or truncated JSON: {exc.msg}"
+            ) from None
+    values = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                values.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{lineno}: invalid JSON line: {exc.msg}") from None
+    return values
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as fh:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import DataError, GTFormatError
-from antgo_mlflow.fileio import atomic_write_json
+from antgo_mlflow.fileio import atomic_write_json, read_json
 from antgo_mlflow.gt.schema import SCHEMA_VERSION, validate_samples
 
 ANNOTATION_FILE = "annotation.json"
@@ -25,18 +24,6 @@ def _gt_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def _parse_lines(text: str, path: Path) -> list:
-    samples = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            samples.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise GTFormatError(f"{path}:{lineno}: invalid JSON line: {exc.msg}") from None
-    return samples
-
-
 def load_gt(path: str | os.PathLike, validate: bool = True) -> list[dict[str, Any]]:
     """Load a GT file (or a folder's ``annotation.json``) as a list of sample dicts.
 
@@ -44,21 +31,7 @@ def load_gt(path: str | os.PathLike, validate: bool = True) -> list[dict[str, An
     against schema 1; errors name the file, the sample index and the field.
     """
     path = _gt_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise GTFormatError(f"{path}: not UTF-8 text (is it a JSON file?)") from None
-    if not text.strip():
-        raise GTFormatError(f"{path}: empty file (expected a JSON list of samples)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
-            data = _parse_lines(text, path)
-        else:
-            raise GTFormatError(
-                f"{path}:{exc.lineno}:{exc.colno}: invalid or truncated JSON: {exc.msg}"
-            ) from None
+    data = read_json(path, "a JSON list of samples", GTFormatError, json_lines=True)
     if isinstance(data, dict):
         # a single object on one line is the line variant with one sample
         data = [data] if "image_file" in data or "image_url" in data else data

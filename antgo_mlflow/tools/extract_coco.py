@@ -17,7 +17,6 @@ Conventions (documented for users in the command help):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections import Counter
@@ -25,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from antgo_mlflow.errors import DataError, GTFormatError, UsageError
-from antgo_mlflow.fileio import StagingDir
+from antgo_mlflow.fileio import StagingDir, read_json
 from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
 from antgo_mlflow.gt.io import ANNOTATION_FILE
 from antgo_mlflow.gt.meta import META_FILE
@@ -73,18 +72,7 @@ def parse_tags(tags: str | dict[str, int] | None) -> dict[str, int] | None:
 
 
 def _load_coco(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text (is it a COCO JSON file?)") from None
-    if not text.strip():
-        raise GTFormatError(f"{path}: empty file (expected a COCO instances JSON object)")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GTFormatError(
-            f"{path}:{exc.lineno}:{exc.colno}: invalid or truncated JSON: {exc.msg}"
-        ) from None
+    data = read_json(path, "a COCO instances JSON object", GTFormatError)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         got = type(data).__name__ if not isinstance(data, dict) else "an object without 'images'"
         raise GTFormatError(
