@@ -169,7 +169,67 @@ class _PkgDecode:
         return {"image": decode_image(features["image"])}
 
 
-def bench_reading(packed: dict, blobs: dict) -> list:
+class _DecodeOnly:
+    """The floor for any shard reader: a map-style dataset whose records are already in memory,
+    so a sample costs one copy of the encoded bytes and the decode; nothing is read or parsed.
+    The bytes live in one array (not one Python object each), so forked workers do not
+    copy-on-write pages by touching reference counts."""
+
+    def __init__(self, blobs: list[bytes]):
+        self.data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+        self.ends = np.cumsum([len(b) for b in blobs]).tolist()
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i):
+        from antgo_mlflow.data.decode import decode_image
+
+        start = self.ends[i - 1] if i else 0
+        return {"image": decode_image(self.data[start : self.ends[i]].tobytes())}
+
+
+def _decode_share(floor: _DecodeOnly, lo: int, hi: int, queue) -> None:
+    from antgo_mlflow.data.decode import decode_image
+
+    t = time.perf_counter()
+    for i in range(lo, hi):
+        start = floor.ends[i - 1] if i else 0
+        decode_image(floor.data[start : floor.ends[i]].tobytes())
+    queue.put((hi - lo, time.perf_counter() - t))
+
+
+def bench_parallel_decode(blobs: dict, rounds: int = 3) -> dict:
+    """How far W processes decoding at once scale on this machine (no DataLoader, no transfer):
+    the ideal ``W x single-thread decode`` assumes W idle cores; shared hosts give less."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    rows, out = [], {}
+    for name, items in blobs.items():
+        floor = _DecodeOnly(items)
+        best = {}
+        for _ in range(rounds):
+            for workers in (1, 2):
+                queue = ctx.Queue()
+                cuts = np.linspace(0, len(floor), workers + 1).astype(int)
+                procs = [ctx.Process(target=_decode_share, args=(floor, lo, hi, queue))
+                         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]  # fmt: skip
+                for p in procs:
+                    p.start()
+                # each process's own rate, summed: start-up is not counted against decoding
+                rate = sum(n / sec for n, sec in (queue.get() for _ in procs))
+                for p in procs:
+                    p.join()
+                best[workers] = max(best.get(workers, 0.0), rate)
+        out[name] = best[2] / best[1]
+        rows.append([name, f"{best[1]:,.0f}", f"{best[2]:,.0f}", f"{best[2] / best[1]:.2f}x"])
+    _table(f"decode in W forked processes at once, no DataLoader (images/s, best of {rounds})",
+           ["set", "W=1", "W=2", "scaling"], rows)  # fmt: skip
+    return out
+
+
+def bench_reading(packed: dict, blobs: dict, rounds: int = 3) -> list:
     import torch
     from tfrecord.torch.dataset import TFRecordDataset
 
@@ -180,28 +240,48 @@ def bench_reading(packed: dict, blobs: dict) -> list:
     rows, goals = [], []
     for name, summary in packed.items():
         shard = summary.shards[0]
-        ours = TFDataset(data_path_list=[str(shard)], description={"image": "numpy"},
-                         inputs_def={"fields": ["image"]})  # fmt: skip
-        _warm_up(ours, shuffle=True)
-        _warm_up(TFRecordDataset(str(shard), str(index_path_for(shard)),
-                                 description={"image": "byte"}, transform=_PkgDecode()))  # fmt: skip
+        index = str(index_path_for(shard))
+
+        def readers(shard=shard, index=index, items=blobs[name]):
+            # rebuilt per measurement: the package's dataset keeps no state, ours opens lazily
+            return {
+                "ours": (TFDataset(data_path_list=[str(shard)], description={"image": "numpy"},
+                                   inputs_def={"fields": ["image"]}), True),
+                "pkg": (TFRecordDataset(str(shard), index, description={"image": "byte"},
+                                        transform=_PkgDecode()), False),
+                "floor": (_DecodeOnly(items), True),
+            }  # fmt: skip
+
+        for dataset, shuffle in readers().values():
+            _warm_up(dataset, shuffle=shuffle)
+        best: dict = {}
+        for _ in range(rounds):  # interleaved rounds, best of each: this machine's speed drifts
+            for workers in (0, 1, 2):
+                rate, cpu = _decode_rate(blobs[name], cpu=True)
+                cells = {"decode": (rate, cpu)}
+                for label, (dataset, shuffle) in readers().items():
+                    cells[label] = _loader_rate(dataset, workers, shuffle=shuffle)
+                for label, (rate, cpu) in cells.items():
+                    old = best.get((workers, label))
+                    if old is None or rate > old[0]:
+                        best[(workers, label)] = (rate, cpu)
         for workers in (0, 1, 2):
-            theirs = TFRecordDataset(str(shard), str(index_path_for(shard)),
-                                     description={"image": "byte"}, transform=_PkgDecode())  # fmt: skip
-            # measured back to back so that the machine's load is about the same for all three
-            single, cpu_dec = _decode_rate(blobs[name], cpu=True)
-            r_ours, cpu_ours = _loader_rate(ours, workers, shuffle=True)
-            r_theirs, cpu_theirs = _loader_rate(theirs, workers)
+            (ours, c_ours), (pkg, c_pkg), (floor, _), (single, c_dec) = (
+                best[(workers, k)] for k in ("ours", "pkg", "floor", "decode")
+            )
             ideal = max(1, workers) * single
-            rows.append([name, workers, f"{r_ours:,.0f}", f"{single:,.0f}", f"{r_ours / ideal:.2f}",
-                         f"{r_theirs:,.0f}", f"{r_ours / r_theirs:.2f}", f"{cpu_ours:,.0f}",
-                         f"{cpu_theirs:,.0f}", f"{cpu_dec:,.0f}"])  # fmt: skip
-            goals.append((name, workers, r_ours / ideal, r_ours / r_theirs))
-    _table("reading + decoding through DataLoader, batch 64 (images/s wall; CPU us per image "
-           "counts the workers too and does not depend on the machine's load); ours shuffles "
-           "globally, the tfrecord package reads in file order",
-           ["set", "workers", "TFDataset", "1-thread decode", "vs workers x decode (>=0.6)",
-            "tfrecord pkg", "ours/pkg (>=1.0)", "CPU us ours", "CPU us pkg", "CPU us decode"],
+            rows.append([name, workers, f"{ours:,.0f}", f"{pkg:,.0f}", f"{floor:,.0f}",
+                         f"{single:,.0f}", f"{ours / ideal:.2f}", f"{ours / pkg:.2f}",
+                         f"{ours / floor:.2f}", f"{floor / ideal:.2f}", f"{c_ours:,.0f}",
+                         f"{c_pkg:,.0f}", f"{c_dec:,.0f}"])  # fmt: skip
+            goals.append((name, workers, ours / ideal, ours / pkg, floor / ideal))
+    _table(f"reading + decoding through DataLoader, batch 64, images/s wall, best of {rounds} "
+           "interleaved rounds; ours shuffles globally, the tfrecord package reads in file order; "
+           "floor = records already in memory, decode only (no reading, no parsing); CPU us per "
+           "image counts the workers too",
+           ["set", "workers", "TFDataset", "tfrecord pkg", "floor", "1-thread decode",
+            "ours/(W x decode) >=0.6", "ours/pkg >=1.0", "ours/floor", "floor/(W x decode)",
+            "CPU us ours", "CPU us pkg", "CPU us decode"],
            rows)  # fmt: skip
     return goals
 
@@ -272,6 +352,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sets for a fast check")
     parser.add_argument("--root", default=None, help="work folder (default: a temp dir)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the memory check")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved reading rounds")
     args = parser.parse_args()
     os.environ.setdefault("ANTGO_PROGRESS", "0")
     n_png, n_jpg = (2000, 200) if args.quick else (20000, 2000)
@@ -289,12 +370,14 @@ def main() -> None:
     blobs = {k: [(f / s["image_file"]).read_bytes() for s in ss] for k, (f, ss) in sets.items()}
     bench_decoders(blobs)
     packed = bench_packing(sets, root)
-    goals = bench_reading(packed, blobs)
+    goals = bench_reading(packed, blobs, args.rounds)
+    bench_parallel_decode(blobs, args.rounds)
     peaks = None if args.skip_rss else bench_rss(root, small_mb, large_mb)
     print("\n## goals")
-    for name, workers, vs_decode, vs_pkg in goals:
+    for name, workers, vs_decode, vs_pkg, floor in goals:
         print(f"{name} workers={workers}: {vs_decode:.2f} x (workers x decode) "
-              f"[{'ok' if vs_decode >= 0.6 else 'MISSED'}], {vs_pkg:.2f} x tfrecord pkg "
+              f"[{'ok' if vs_decode >= 0.6 else 'MISSED'}; decode-only floor reaches "
+              f"{floor:.2f}], {vs_pkg:.2f} x tfrecord pkg "
               f"[{'ok' if vs_pkg >= 1.0 else 'MISSED'}]")  # fmt: skip
     if peaks:
         for workers in (0, 2):
