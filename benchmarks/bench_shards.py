@@ -55,6 +55,14 @@ def _images(folder: Path, n: int, size: int, ext: str, seed: int) -> list[dict]:
     return samples
 
 
+#: the reading table's columns, in order (``decode`` = single-thread decode from memory)
+READERS = ("ours", "ours_seq", "pkg", "floor", "decode")
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
@@ -249,39 +257,53 @@ def bench_reading(packed: dict, blobs: dict, rounds: int = 3) -> list:
                                    inputs_def={"fields": ["image"]}), True),
                 "pkg": (TFRecordDataset(str(shard), index, description={"image": "byte"},
                                         transform=_PkgDecode()), False),
+                "ours_seq": (TFDataset(data_path_list=[str(shard)], description={"image": "numpy"},
+                                       inputs_def={"fields": ["image"]}), False),
                 "floor": (_DecodeOnly(items), True),
             }  # fmt: skip
 
         for dataset, shuffle in readers().values():
             _warm_up(dataset, shuffle=shuffle)
-        best: dict = {}
-        for _ in range(rounds):  # interleaved rounds, best of each: this machine's speed drifts
+        runs: dict = {}  # (workers, reader) -> [(images/s, CPU us per image), ...] per round
+        for r in range(rounds):  # interleaved rounds: this machine's speed drifts by +-20%
             for workers in (0, 1, 2):
-                rate, cpu = _decode_rate(blobs[name], cpu=True)
-                cells = {"decode": (rate, cpu)}
-                for label, (dataset, shuffle) in readers().items():
+                cells = {"decode": _decode_rate(blobs[name], cpu=True)}
+                order = list(readers().items())
+                for label, (dataset, shuffle) in order if r % 2 == 0 else order[::-1]:
                     cells[label] = _loader_rate(dataset, workers, shuffle=shuffle)
-                for label, (rate, cpu) in cells.items():
-                    old = best.get((workers, label))
-                    if old is None or rate > old[0]:
-                        best[(workers, label)] = (rate, cpu)
+                for label, cell in cells.items():
+                    runs.setdefault((workers, label), []).append(cell)
         for workers in (0, 1, 2):
-            (ours, c_ours), (pkg, c_pkg), (floor, _), (single, c_dec) = (
-                best[(workers, k)] for k in ("ours", "pkg", "floor", "decode")
-            )
-            ideal = max(1, workers) * single
-            rows.append([name, workers, f"{ours:,.0f}", f"{pkg:,.0f}", f"{floor:,.0f}",
-                         f"{single:,.0f}", f"{ours / ideal:.2f}", f"{ours / pkg:.2f}",
-                         f"{ours / floor:.2f}", f"{floor / ideal:.2f}", f"{c_ours:,.0f}",
-                         f"{c_pkg:,.0f}", f"{c_dec:,.0f}"])  # fmt: skip
-            goals.append((name, workers, ours / ideal, ours / pkg, floor / ideal))
-    _table(f"reading + decoding through DataLoader, batch 64, images/s wall, best of {rounds} "
-           "interleaved rounds; ours shuffles globally, the tfrecord package reads in file order; "
-           "floor = records already in memory, decode only (no reading, no parsing); CPU us per "
-           "image counts the workers too",
-           ["set", "workers", "TFDataset", "tfrecord pkg", "floor", "1-thread decode",
-            "ours/(W x decode) >=0.6", "ours/pkg >=1.0", "ours/floor", "floor/(W x decode)",
-            "CPU us ours", "CPU us pkg", "CPU us decode"],
+            rate = {k: [c[0] for c in runs[(workers, k)]] for k in READERS}
+            cpu = {k: _median([c[1] for c in runs[(workers, k)]]) for k in READERS}
+
+            def paired(a, b, scale=1, rate=rate):
+                # ratio within each round (both measured minutes apart at most), then the median
+                return _median([x / (scale * y) for x, y in zip(rate[a], rate[b], strict=True)])
+
+            w = max(1, workers)
+            ratios = {
+                "ideal": paired("ours", "decode", w),
+                "pkg": paired("ours", "pkg"),
+                "seq_pkg": paired("ours_seq", "pkg"),
+                "floor": paired("ours", "floor"),
+                "floor_ideal": paired("floor", "decode", w),
+            }
+            per_round = [x / y for x, y in zip(rate["ours"], rate["pkg"], strict=True)]
+            rows.append([name, workers, *(f"{_median(rate[k]):,.0f}" for k in READERS),
+                         f"{ratios['ideal']:.2f}", f"{ratios['pkg']:.2f}",
+                         f"{min(per_round):.2f}-{max(per_round):.2f}", f"{ratios['seq_pkg']:.2f}",
+                         f"{ratios['floor']:.2f}", f"{ratios['floor_ideal']:.2f}",
+                         *(f"{cpu[k]:,.0f}" for k in ("ours", "pkg", "decode"))])  # fmt: skip
+            goals.append((name, workers, ratios["ideal"], ratios["pkg"], ratios["floor_ideal"]))
+    _table(f"reading + decoding through DataLoader, batch 64: images/s wall, median of {rounds} "
+           "interleaved rounds; ratios are medians of per-round ratios. ours = TFDataset, "
+           "shuffled globally; ours seq = file order, like the tfrecord package; floor = records "
+           "already in memory, decode only (nothing read or parsed); CPU us per image counts "
+           "the workers too",
+           ["set", "W", "ours", "ours seq", "tfrecord pkg", "floor", "1-thread decode",
+            "ours/(W x decode) >=0.6", "ours/pkg >=1.0", "(range)", "ours seq/pkg",
+            "ours/floor", "floor/(W x decode)", "CPU us ours", "CPU us pkg", "CPU us decode"],
            rows)  # fmt: skip
     return goals
 
