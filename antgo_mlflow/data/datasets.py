@@ -215,6 +215,10 @@ class _SampleMixin:
                 raise ConfigError("inputs_def.alias: needs one name per entry of 'fields'")
 
     def _make_sample(self, data: bytes, index: int, where: str):
+        return self._finish_sample(self._decode_record(data, where), index)
+
+    def _decode_record(self, data: bytes, where: str) -> dict:
+        """Record bytes -> the decoded sample, before ``pipeline`` (safe to run in threads)."""
         description = self.description
         sample = decode_features(parse_example(data, self._keys), description)
         if "label" not in sample and "image_label" in sample:
@@ -236,6 +240,10 @@ class _SampleMixin:
                     sample["image"] = decode_image(image)
                 except DataError as exc:
                     raise DataError(f"{where}: {exc}") from None
+        return sample
+
+    def _finish_sample(self, sample: dict, index: int):
+        """``auto_ext_info``, the pipelines and ``inputs_def`` on a decoded sample."""
         for key in self.auto_ext_info:
             sample.setdefault(key, str(index))
         if self.weak_pipeline is None and self.strong_pipeline is None:  # _apply, inlined
@@ -294,6 +302,7 @@ class _ShardDataset(_SampleMixin, Dataset):
         auto_ext_info=None,
         verify: bool = False,
         rebuild_index: bool = False,
+        read_threads: int = 1,
         shuffle_queue_size=None,
         sample_num_equalizer=None,
         infinite=None,
@@ -301,6 +310,10 @@ class _ShardDataset(_SampleMixin, Dataset):
         data_server=None,
     ):
         _check_unsupported(data_server, compression_type)
+        if not isinstance(read_threads, int) or isinstance(read_threads, bool) or read_threads < 1:
+            raise ConfigError(f"read_threads: expected an integer >= 1, got {read_threads!r}")
+        self.read_threads = read_threads
+        self._pool: tuple[int, Any] | None = None  # (pid, ThreadPoolExecutor), made on first use
         self.sources = [
             resolve_source(e, self.FORMAT) for e in _entries(data_folder, data_path_list)
         ]
@@ -367,6 +380,8 @@ class _ShardDataset(_SampleMixin, Dataset):
             type(self).locate is not _ShardDataset.locate
         ):  # a subclass's own methods win
             return [self[i] for i in indices]
+        if self.read_threads > 1 and len(indices) > 1:
+            return self._getitems_threaded(indices)
         # ``locate`` inlined: this loop runs for every sample a DataLoader reads.
         ends, starts, readers, n = self._ends, self._starts, self.readers, self._len
         make = self._make_sample
@@ -381,6 +396,42 @@ class _ShardDataset(_SampleMixin, Dataset):
             reader, local = readers[shard], i - starts[shard]
             out.append(make(reader.read(local), index, _Where(reader.path, local)))
         return out
+
+    def _decode_records(self, indices) -> list[dict]:
+        out = []
+        for index in indices:
+            reader, local = self.locate(int(index))
+            out.append(self._decode_record(reader.read(local), _Where(reader.path, local)))
+        return out
+
+    def _getitems_threaded(self, indices) -> list:
+        """``__getitems__`` with ``read_threads``: each thread reads and decodes a contiguous part
+        of the batch (OpenCV and ``os.pread`` release the GIL, so decoding runs in parallel);
+        the pipelines then run here, in index order, so random transforms draw from their
+        generators in the same order as with one thread."""
+        pool = self._thread_pool()
+        size = -(-len(indices) // self.read_threads)
+        parts = [indices[k : k + size] for k in range(0, len(indices), size)]
+        futures = [pool.submit(self._decode_records, part) for part in parts]
+        decoded = [sample for future in futures for sample in future.result()]
+        return [
+            self._finish_sample(sample, index)
+            for sample, index in zip(decoded, indices, strict=True)
+        ]
+
+    def _thread_pool(self):
+        pid = os.getpid()
+        if self._pool is None or self._pool[0] != pid:  # threads do not survive a fork
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="antgo-read")
+            self._pool = (pid, pool)
+        return self._pool[1]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pool"] = None  # an executor does not pickle; each process makes its own
+        return state
 
     @property
     def class_names(self) -> list[str]:
@@ -423,6 +474,11 @@ class TFDataset(_ShardDataset):
         auto_ext_info: keys set to the sample index (as a string) when absent.
         verify: check every shard's sha256 against its manifest at construction.
         rebuild_index: rebuild a missing ``-index`` beside its shard instead of failing.
+        read_threads: threads that read and decode the records of one batch (default 1). The
+            image decode runs in parallel (OpenCV releases the GIL) while ``pipeline`` stays in
+            one thread, in index order, so seeded runs give the same samples. Worth it with
+            ``num_workers=0`` or fewer workers than cores: threads pass no data between
+            processes, DataLoader workers copy every batch through shared memory.
         shuffle_queue_size, sample_num_equalizer, infinite: accepted for antgo configs and
             ignored (map-style reading shuffles globally; samplers pad ranks).
         compression_type, data_server: only ``None`` is supported.

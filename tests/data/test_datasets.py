@@ -305,3 +305,69 @@ def test_seed_config_pipeline_through_a_two_worker_loader(shards):
     assert labels.tolist() == [
         int(f.split("/")[1][:-4]) % 3 for b in batches for f in b["image_meta"]["image_file"]
     ]
+
+
+def _seed_pipeline_dataset(shards, kind="tf", **kw):
+    pytest.importorskip("antgo_mlflow.data.transforms")
+    cfg = dict(
+        type="TFDataset" if kind == "tf" else "KVDataset",
+        data_path_list=[str(shards[kind].tgt)],
+        pipeline=[
+            dict(type="RandomHorizontalFlip", keys=["image"]),
+            dict(type="RandomCrop", size=(6, 6), padding=1, keys=["image"]),
+            dict(type="ToTensor", keys=["image"]),
+        ],
+        inputs_def={"fields": ["image", "label", "image_file"]},
+        description=SEED_DESCRIPTION,
+        **kw,
+    )
+    return DATASETS.build(cfg)
+
+
+def _seeded_epoch(ds, workers=0):
+    torch.manual_seed(7)
+    loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=workers)
+    return list(loader)
+
+
+@pytest.mark.parametrize("kind", ["tf", "kv"])
+def test_read_threads_give_the_same_seeded_batches_as_one_thread(shards, kind):
+    """Random transforms draw in index order whatever the thread count: a seeded epoch with
+    3 reading threads equals the single-threaded one, tensor for tensor."""
+    one = _seeded_epoch(_seed_pipeline_dataset(shards, kind))
+    three = _seeded_epoch(_seed_pipeline_dataset(shards, kind, read_threads=3))
+    assert len(one) == len(three) == 3
+    for a, b in zip(one, three, strict=True):
+        assert a["image_file"] == b["image_file"]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_read_threads_inside_two_workers_read_each_sample_once(shards):
+    import pickle
+
+    ds = TFDataset(data_path_list=[str(shards["tf"].tgt)], read_threads=2)
+    ds.__getitems__([0, 1, 2])  # the parent's pool exists before the workers fork
+    assert pickle.loads(pickle.dumps(ds))._pool is None  # spawned workers make their own
+    ids = _epoch_ids(ds, workers=2, shuffle=True)
+    assert sorted(ids) == sorted(f"img/{i}.png" for i in range(23))
+
+
+def test_read_threads_report_a_corrupt_record_by_file_and_record(shards, tmp_path):
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(shards["tf"].tgt, folder)
+    shard = folder / "train-00001-of-00005-tfrecord"
+    offset = int(read_index(index_path_for(shard))[2, 0]) + 40
+    data = bytearray(shard.read_bytes())
+    data[offset] ^= 0x55
+    shard.write_bytes(bytes(data))
+    ds = TFDataset(data_folder=str(folder), read_threads=2)
+    with pytest.raises(ShardError, match=f"{shard}: record 2 is corrupt"):
+        ds.__getitems__(list(range(23)))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_read_threads_must_be_a_positive_integer(shards, bad):
+    with pytest.raises(ConfigError, match="read_threads: expected an integer >= 1"):
+        TFDataset(data_folder=str(shards["tf"].tgt), read_threads=bad)
