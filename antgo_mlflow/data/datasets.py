@@ -179,6 +179,21 @@ class _Where:
         return format(str(self), spec)
 
 
+def _decode_sample_image(sample: dict, where) -> None:
+    """Replace ``sample['image']`` (encoded bytes) by its HWC uint8 RGB array."""
+    image = sample.get("image")
+    if isinstance(image, bytes):
+        try:
+            sample["image"] = decode_image(image)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+
+
+def _decode_images(parts: list[tuple[dict, Any]]) -> None:
+    for sample, where in parts:
+        _decode_sample_image(sample, where)
+
+
 class _SampleMixin:
     """Record bytes -> the sample dict the Runner sees (decode, label, image, pipeline, fields)."""
 
@@ -218,7 +233,14 @@ class _SampleMixin:
         return self._finish_sample(self._decode_record(data, where), index)
 
     def _decode_record(self, data: bytes, where: str) -> dict:
-        """Record bytes -> the decoded sample, before ``pipeline`` (safe to run in threads)."""
+        """Record bytes -> the decoded sample (image too), before ``pipeline``."""
+        sample = self._parse_record(data, where)
+        if self._decode_numpy:
+            _decode_sample_image(sample, where)
+        return sample
+
+    def _parse_record(self, data: bytes, where: str) -> dict:
+        """Record bytes -> the sample with its image still encoded."""
         description = self.description
         sample = decode_features(parse_example(data, self._keys), description)
         if "label" not in sample and "image_label" in sample:
@@ -233,13 +255,6 @@ class _SampleMixin:
                     )
             if "image_label" not in description:
                 sample.pop("image_label", None)
-        if self._decode_numpy:
-            image = sample.get("image")
-            if isinstance(image, bytes):
-                try:
-                    sample["image"] = decode_image(image)
-                except DataError as exc:
-                    raise DataError(f"{where}: {exc}") from None
         return sample
 
     def _finish_sample(self, sample: dict, index: int):
@@ -397,26 +412,29 @@ class _ShardDataset(_SampleMixin, Dataset):
             out.append(make(reader.read(local), index, _Where(reader.path, local)))
         return out
 
-    def _decode_records(self, indices) -> list[dict]:
-        out = []
+    def _getitems_threaded(self, indices) -> list:
+        """``__getitems__`` with ``read_threads``: records are read and parsed here, their images
+        decoded by the threads, each a contiguous part of the batch in a tight loop (OpenCV
+        releases the GIL, and a thread that only decodes rarely waits for it); the pipelines
+        then run here, in index order, so random transforms draw from their generators in the
+        same order as with one thread."""
+        parsed = []
         for index in indices:
             reader, local = self.locate(int(index))
-            out.append(self._decode_record(reader.read(local), _Where(reader.path, local)))
-        return out
-
-    def _getitems_threaded(self, indices) -> list:
-        """``__getitems__`` with ``read_threads``: each thread reads and decodes a contiguous part
-        of the batch (OpenCV and ``os.pread`` release the GIL, so decoding runs in parallel);
-        the pipelines then run here, in index order, so random transforms draw from their
-        generators in the same order as with one thread."""
-        pool = self._thread_pool()
-        size = -(-len(indices) // self.read_threads)
-        parts = [indices[k : k + size] for k in range(0, len(indices), size)]
-        futures = [pool.submit(self._decode_records, part) for part in parts]
-        decoded = [sample for future in futures for sample in future.result()]
+            where = _Where(reader.path, local)
+            parsed.append((self._parse_record(reader.read(local), where), where))
+        if self._decode_numpy:
+            pool = self._thread_pool()
+            size = -(-len(parsed) // self.read_threads)
+            futures = [
+                pool.submit(_decode_images, parsed[k : k + size])
+                for k in range(0, len(parsed), size)
+            ]
+            for future in futures:
+                future.result()  # the first failing part raises, naming its record
         return [
             self._finish_sample(sample, index)
-            for sample, index in zip(decoded, indices, strict=True)
+            for (sample, _), index in zip(parsed, indices, strict=True)
         ]
 
     def _thread_pool(self):
@@ -474,11 +492,12 @@ class TFDataset(_ShardDataset):
         auto_ext_info: keys set to the sample index (as a string) when absent.
         verify: check every shard's sha256 against its manifest at construction.
         rebuild_index: rebuild a missing ``-index`` beside its shard instead of failing.
-        read_threads: threads that read and decode the records of one batch (default 1). The
-            image decode runs in parallel (OpenCV releases the GIL) while ``pipeline`` stays in
-            one thread, in index order, so seeded runs give the same samples. Worth it with
-            ``num_workers=0`` or fewer workers than cores: threads pass no data between
-            processes, DataLoader workers copy every batch through shared memory.
+        read_threads: threads that decode the images of one batch (default 1; used with
+            ``description={'image': 'numpy'}``). Decoding runs in parallel (OpenCV releases
+            the GIL); reading, parsing and ``pipeline`` stay in one thread, in index order, so
+            seeded runs give the same samples. Worth it with ``num_workers=0`` or fewer
+            workers than cores: threads pass no data between processes, while DataLoader
+            workers copy every batch through shared memory.
         shuffle_queue_size, sample_num_equalizer, infinite: accepted for antgo configs and
             ignored (map-style reading shuffles globally; samplers pad ranks).
         compression_type, data_server: only ``None`` is supported.
