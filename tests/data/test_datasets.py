@@ -371,3 +371,20 @@ def test_read_threads_report_a_corrupt_record_by_file_and_record(shards, tmp_pat
 def test_read_threads_must_be_a_positive_integer(shards, bad):
     with pytest.raises(ConfigError, match="read_threads: expected an integer >= 1"):
         TFDataset(data_folder=str(shards["tf"].tgt), read_threads=bad)
+
+
+def test_read_threads_name_the_record_whose_image_does_not_decode(shards, tmp_path):
+    from antgo_mlflow.data.records import serialize_sample
+    from antgo_mlflow.data.tfrecord import TFRecordShardWriter, format_index
+
+    good = (shards["gt"].parent / "img/0.png").read_bytes()
+    shard = tmp_path / "odd-00000-of-00001-tfrecord"
+    writer = TFRecordShardWriter(shard)
+    for i in range(6):
+        writer.write(serialize_sample({"image": good if i != 4 else b"not an image", "tag": "x"}))
+    writer.close()
+    index_path_for(shard).write_bytes(format_index(writer.index))
+    ds = TFDataset(data_path_list=[str(shard)], description={"image": "numpy"}, read_threads=2)
+    assert ds.__getitems__([0, 1, 2])[2]["image"].shape == (8, 10, 3)
+    with pytest.raises(DataError, match=f"{shard}: record 4: cannot decode image bytes"):
+        ds.__getitems__(list(range(6)))
