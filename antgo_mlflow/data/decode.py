@@ -1,10 +1,12 @@
 """Decode encoded image bytes (PNG, JPEG, ...) to an HWC uint8 RGB numpy array, fast.
 
 Three backends: OpenCV (``cv2.imdecode``), torchvision (``torchvision.io.decode_image``) and
-PIL. ``benchmarks/bench_shards.py`` measures them on 32x32 PNG and 256x256 JPEG; on this
-machine OpenCV won both (2026-11-26, single thread: PNG 32x32 ~20k/s vs torchvision ~15k/s vs
-PIL ~5k/s; JPEG 256x256 ~3.3k/s vs ~3.0k/s vs ~1.2k/s), so it is the default. All three give
-identical pixels for PNG and JPEG here. If OpenCV is not installed, torchvision, then PIL is used.
+PIL. ``benchmarks/bench_shards.py`` measures them on 32x32 PNG and 256x256 JPEG, single thread.
+On this machine (2026-11-26, three full runs) OpenCV won PNG every time (18k-25k/s vs
+torchvision 11k-18k/s vs PIL 7k-11k/s); on JPEG OpenCV and torchvision were within the host's
+noise (2.1k-2.9k/s each, PIL 1.2k-1.5k/s). So OpenCV is the default; it also releases the GIL,
+which ``read_threads`` relies on. All three give identical pixels for PNG and JPEG here. If
+OpenCV is not installed, torchvision, then PIL is used.
 """
 
 from __future__ import annotations
