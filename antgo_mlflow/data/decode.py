@@ -21,16 +21,23 @@ from antgo_mlflow.errors import DataError
 BACKENDS = ("opencv", "torchvision", "pil")
 
 
-_CV2: list = []  # (cv2, imread flag, decodes straight to RGB), filled on first use
+_CV2: tuple | None = None  # (cv2, imread flag, decodes straight to RGB), set on first use
+
+
+def _opencv_setup() -> tuple:
+    # Built whole, then bound in one assignment: threads of ``read_threads`` may all get here
+    # at a process's first batch, and each may only ever see None or a complete tuple.
+    global _CV2
+    import cv2
+
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 converts on decode
+    _CV2 = (cv2, cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag, rgb_flag is not None)
+    return _CV2
 
 
 def _opencv(data: bytes) -> np.ndarray:
-    if not _CV2:  # once per process: the import statement and lookups cost ~0.4 us per image
-        import cv2
-
-        rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 converts on decode
-        _CV2.extend((cv2, cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag, rgb_flag is not None))
-    cv2, flag, is_rgb = _CV2
+    # once per process: the import statement and lookups cost ~0.4 us per image
+    cv2, flag, is_rgb = _CV2 or _opencv_setup()
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if image is None:
         raise ValueError("OpenCV cannot decode these bytes")

@@ -388,3 +388,22 @@ def test_read_threads_name_the_record_whose_image_does_not_decode(shards, tmp_pa
     assert ds.__getitems__([0, 1, 2])[2]["image"].shape == (8, 10, 3)
     with pytest.raises(DataError, match=f"{shard}: record 4: cannot decode image bytes"):
         ds.__getitems__(list(range(6)))
+
+
+def test_read_threads_in_a_fresh_process_share_the_first_decoder_import(shards):
+    """The first batch of a new process (a DataLoader worker) imports OpenCV from several
+    threads at once; every image must still decode."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from antgo_mlflow.data.datasets import TFDataset\n"
+        "assert 'cv2' not in sys.modules\n"
+        f"ds = TFDataset(data_folder={str(shards['tf'].tgt)!r}, description={{'image': 'numpy'}},"
+        " read_threads=4)\n"
+        "print(sorted({s['image'].shape for s in ds.__getitems__(list(range(23)))}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[(8, 10, 3)]"
