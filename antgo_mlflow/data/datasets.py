@@ -395,7 +395,7 @@ class _ShardDataset(_SampleMixin, Dataset):
             type(self).locate is not _ShardDataset.locate
         ):  # a subclass's own methods win
             return [self[i] for i in indices]
-        if self.read_threads > 1 and len(indices) > 1:
+        if self.read_threads > 1 and self._decode_numpy and len(indices) > 1:
             return self._getitems_threaded(indices)
         # ``locate`` inlined: this loop runs for every sample a DataLoader reads.
         ends, starts, readers, n = self._ends, self._starts, self.readers, self._len
@@ -423,15 +423,13 @@ class _ShardDataset(_SampleMixin, Dataset):
             reader, local = self.locate(int(index))
             where = _Where(reader.path, local)
             parsed.append((self._parse_record(reader.read(local), where), where))
-        if self._decode_numpy:
-            pool = self._thread_pool()
-            size = -(-len(parsed) // self.read_threads)
-            futures = [
-                pool.submit(_decode_images, parsed[k : k + size])
-                for k in range(0, len(parsed), size)
-            ]
-            for future in futures:
-                future.result()  # the first failing part raises, naming its record
+        pool = self._thread_pool()
+        size = -(-len(parsed) // self.read_threads)
+        futures = [
+            pool.submit(_decode_images, parsed[k : k + size]) for k in range(0, len(parsed), size)
+        ]
+        for future in futures:
+            future.result()  # the first failing part raises, naming its record
         return [
             self._finish_sample(sample, index)
             for (sample, _), index in zip(parsed, indices, strict=True)
