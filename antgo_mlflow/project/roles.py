@@ -232,7 +232,10 @@ def role_lock(client, project: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator
         except MlflowException as exc:
             code = error_code(exc)
             busy = "locked" in str(exc).lower()  # SQLite writer contention: just retry
-            if code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS") and not busy:
+            # MLflow's SQL store answers a duplicate name by reading the existing model back; if
+            # its holder deleted it in between, the create fails with RESOURCE_DOES_NOT_EXIST.
+            contended = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
+            if code not in contended and not busy:
                 raise
         held_by = "another process"
         try:

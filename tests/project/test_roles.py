@@ -151,6 +151,42 @@ def test_a_stale_lock_is_broken_and_a_held_one_times_out(project, make_run, monk
     client.delete_registered_model(lock)
 
 
+def test_a_lock_released_while_the_store_reports_the_clash_is_taken_on_retry(project):
+    """MLflow's SQL store answers a duplicate create by reading the model back; when the holder
+    deletes it in that window, the create fails with RESOURCE_DOES_NOT_EXIST (seen once in CI with
+    two real promoters). The window is too short to hit on purpose, so this client wrapper replays
+    it: the first create releases the held lock and fails as the store then does."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    client = get_client()
+    lock = project + roles.LOCK_SUFFIX
+    client.create_registered_model(lock, tags={"antgo.lock.since": str(time.time())})
+
+    class ReleasedDuringCreate:
+        def __init__(self):
+            self.calls = 0
+
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def create_registered_model(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 1:
+                client.delete_registered_model(lock)
+                raise MlflowException(
+                    f"Registered Model with name={lock} not found",
+                    error_code=RESOURCE_DOES_NOT_EXIST,
+                )
+            return client.create_registered_model(*args, **kwargs)
+
+    racing = ReleasedDuringCreate()
+    with roles.role_lock(racing, project, timeout=5):
+        assert racing.calls == 2
+        assert "antgo.lock.owner" in client.get_registered_model(lock).tags
+    assert not client.search_registered_models(f"name = '{lock}'")
+
+
 _PROMOTER = textwrap.dedent(
     """
     import sys, time
