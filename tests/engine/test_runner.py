@@ -9,7 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from antgo_mlflow.config import Config
-from antgo_mlflow.engine.runner import Runner, collate, run_from_config
+from antgo_mlflow.data.collate import collate
+from antgo_mlflow.engine.launch import run_from_config
+from antgo_mlflow.engine.runner import Runner
 from antgo_mlflow.errors import AntgoError
 from tests.engine import toys
 
