@@ -147,6 +147,8 @@ class ClassificationMetric(BaseMetric):
     ``write_artifacts(preds, labels, out_dir, class_names)``.
     """
 
+    _split = "data.val"  # named in errors
+
     def process(self, predictions: Sequence[Mapping], batch: Mapping) -> None:
         import torch
 
@@ -165,8 +167,6 @@ class ClassificationMetric(BaseMetric):
         if label.dim():
             label = label.reshape(scores.shape[0], -1).squeeze(-1)
         self.add_rows(pred_score=scores, label=label)
-
-    _split = "data.val"
 
     def compute(self) -> dict[str, float]:
         state = self.gathered()

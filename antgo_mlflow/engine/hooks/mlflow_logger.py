@@ -231,7 +231,6 @@ class MlflowLoggerHook(Hook):
         log_artifacts: ``'best'``/``'all'``/``'none'``; default ``checkpoint_config.log_artifacts``.
         run_name: name of a newly created run.
         tags: extra tags for the run.
-        by_epoch: only True (antgo configs carry it); metrics are stepped by iteration and epoch.
     """
 
     priority = "VERY_LOW"
@@ -246,10 +245,6 @@ class MlflowLoggerHook(Hook):
         tags: Mapping[str, str] | None = None,
         by_epoch: bool = True,
     ):
-        if not by_epoch:
-            raise ValueError(
-                "by_epoch=False is not supported (train/ metrics are stepped by iteration)"
-            )
         if log_artifacts not in (None, "best", "all", "none"):
             raise ValueError(
                 f"log_artifacts must be 'best', 'all' or 'none', got {log_artifacts!r}"
@@ -271,6 +266,8 @@ class MlflowLoggerHook(Hook):
         self._ended = False
         # Seconds spent in this hook: run setup, during epochs (step metrics, flushes), finish.
         self.timing = {"setup": 0.0, "epochs": 0.0, "finish": 0.0}
+        if not by_epoch:  # antgo configs carry by_epoch=True; False would be silently ignored
+            raise ValueError("by_epoch=False is not supported (train/ metrics step by iteration)")
 
     # -- run lifecycle ----------------------------------------------------------------------------
     def before_run(self, runner) -> None:
