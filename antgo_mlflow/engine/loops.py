@@ -196,6 +196,7 @@ class BaseTrainLoop:
         return epoch % self.epoch_val_interval == 0 or epoch == self.runner.max_epochs
 
     epoch_val_interval = 1
+    restarts_streams = True
 
     def epoch_key(self) -> int:
         """The sampler epoch of the sources' first pass in this epoch."""
@@ -213,8 +214,8 @@ class BaseTrainLoop:
         runner = self.runner
         runner.model_core.train()
         loaders = runner.train_loaders.values()
-        if any(not hasattr(ld.sampler, "skip") for ld in loaders):
-            runner.inner_iter = 0  # a stream restarts its epoch
+        if self.restarts_streams and any(not hasattr(ld.sampler, "skip") for ld in loaders):
+            runner.inner_iter = 0  # a stream cannot skip: its (resumed) epoch starts over
         runner.log_buffer = LogBuffer()
         runner.call_hook("before_train_epoch")
         start_iter = self.position() - runner.inner_iter
@@ -327,6 +328,8 @@ class IterBasedTrainLoop(BaseTrainLoop):
         runner.iters_per_epoch = min(interval, self.max_iters)
         runner.max_iters = self.max_iters
         runner.max_epochs = math.ceil(self.max_iters / runner.iters_per_epoch)
+
+    restarts_streams = False  # the round goes on; a stream just reads from its start again
 
     def epoch_key(self) -> int:
         return 0  # passes are counted over the whole run, not per round

@@ -42,6 +42,7 @@ class OptimWrapper:
         amp: autocast dtype (``torch.float16`` / ``torch.bfloat16``) or None (no AMP).
         scaler: the GradScaler (float16 AMP); wrappers of one ``OptimWrapperDict`` share one.
         sync_grads: average gradients over DDP processes before stepping.
+        device_type: where autocast runs (``"cuda"``; the config enables AMP on CUDA only).
     """
 
     def __init__(
@@ -52,8 +53,10 @@ class OptimWrapper:
         amp: torch.dtype | None = None,
         scaler: torch.amp.GradScaler | None = None,
         sync_grads: bool = False,
+        device_type: str = "cuda",
     ):
         self.optimizer = optimizer
+        self.device_type = device_type
         self.clip_grad = dict(clip_grad) if clip_grad else None
         self.accumulative_counts = int(accumulative_counts)
         self.amp = amp
@@ -131,7 +134,7 @@ class OptimWrapper:
         """The forward's context: autocast under AMP, nothing otherwise."""
         if self.amp is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp)
+        return torch.autocast(self.device_type, dtype=self.amp)
 
     def params(self) -> list[torch.nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -273,7 +276,13 @@ def build_optim_wrapper(
     optimizers = build_optimizers(model, optimizer_cfg)
     wrappers = {
         name: OptimWrapper(
-            opt, clip, opt_cfg.get("accumulative_counts", 1), dtype, scaler, sync_grads
+            opt,
+            clip,
+            opt_cfg.get("accumulative_counts", 1),
+            dtype,
+            scaler,
+            sync_grads,
+            device.type,
         )
         for name, opt in optimizers.items()
     }

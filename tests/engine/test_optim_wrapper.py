@@ -118,3 +118,29 @@ def test_bad_optimizer_config_values_name_the_key():
         _wrapper(model, type="Fp32Hook")
     with pytest.raises(ConfigError, match="optimizer_config.grad_clip: expected dict"):
         _wrapper(model, grad_clip=1.0)
+
+
+def test_a_grad_scaler_scales_unscales_before_clipping_and_skips_non_finite_steps():
+    """AMP's GradScaler sequence, on the CPU (no GPU here): the config enables AMP on CUDA
+    only, so the wrapper is built by hand with torch's CPU GradScaler and bfloat16 autocast."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    wrapper = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        clip_grad=dict(max_norm=0.5),
+        amp=torch.bfloat16,
+        scaler=scaler,
+        device_type="cpu",
+    )
+    with wrapper.optim_context(model):
+        out = model(torch.full((2, 4), 10.0))
+    assert out.dtype == torch.bfloat16
+    before = model.weight.detach().clone()
+    wrapper.update_params(out.float().sum())
+    norm = torch.norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert float(norm) <= 0.5 + 1e-5  # clipped after unscaling, not the 1024x scaled grads
+    assert not torch.equal(model.weight, before)
+    stepped = model.weight.detach().clone()
+    wrapper.update_params(model(torch.full((1, 4), float("inf"))).sum())
+    assert torch.equal(model.weight, stepped) and scaler.get_scale() < 1024.0  # skipped, backed off
