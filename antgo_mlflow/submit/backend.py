@@ -436,9 +436,10 @@ class SubmitBackend(AbstractBackend):
         job_uri = self.tracking_uri(submitter, tracking_uri)
         client = MlflowClient(tracking_uri)
         resources = _resources(options.get("resources"), client, experiment_id)
-        handle = self.connect(submitter, job_uri)  # bad input ends here: no run exists yet
-        run = None
+        attached = options.get("run_id")  # a run made by the caller ends FAILED if we refuse
+        run = handle = None
         try:
+            handle = self.connect(submitter, job_uri)  # bad input ends here: no run made yet
             exclude = (
                 [getattr(submitter, "key_file", "")] if getattr(submitter, "key_file", "") else []
             )
@@ -492,13 +493,15 @@ class SubmitBackend(AbstractBackend):
             )
             job.start()
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                self.close(handle)
-            if run is not None:
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    self.close(handle)
+            failed = run.info.run_id if run is not None else attached
+            if failed:
                 with contextlib.suppress(Exception):
                     msg = " ".join(str(exc).split())[:500] or type(exc).__name__
-                    client.set_tag(run.info.run_id, TAG_ERROR, msg)
-                    client.set_terminated(run.info.run_id, "FAILED")
+                    client.set_tag(failed, TAG_ERROR, msg)
+                    client.set_terminated(failed, "FAILED")
             if isinstance(exc, AntgoError):
                 raise
             if isinstance(exc, (OSError, EOFError)) or type(exc).__module__.startswith(
