@@ -207,6 +207,9 @@ class SubmittedJob(SubmittedRun):
         self.exit_code: int | None = None
         self.error: str | None = None
         self._status: str | None = None
+        # an Event, not Thread.join: a join interrupted by Ctrl-C can later report a live thread
+        # as finished (CPython 3.11), and the run would be left RUNNING
+        self._done = threading.Event()
         self._thread = threading.Thread(
             target=self._monitor, name=f"antgo-submit-{run_id}", daemon=True
         )
@@ -237,9 +240,12 @@ class SubmittedJob(SubmittedRun):
             self.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
             self.sink.note(f"lost the job: {self.error}")
         finally:
-            with contextlib.suppress(Exception):
-                self._cleanup()
-            self._finish()
+            try:
+                with contextlib.suppress(Exception):
+                    self._cleanup()
+                self._finish()
+            finally:
+                self._done.set()
 
     def _finish(self) -> None:
         if self.cancelled.is_set():
@@ -271,8 +277,8 @@ class SubmittedJob(SubmittedRun):
 
     def wait(self) -> bool:
         """Block until the job ends; True when the run FINISHED."""
-        while self._thread.is_alive():
-            self._thread.join(0.5)  # short joins keep Ctrl-C responsive
+        while not self._done.wait(0.5):  # short waits keep Ctrl-C responsive
+            pass
         return self._status == "FINISHED"
 
     def get_status(self) -> str:
@@ -288,7 +294,11 @@ class SubmittedJob(SubmittedRun):
         self.cancelled.set()
         with contextlib.suppress(Exception):
             self._stop()
-        self._thread.join(GRACE_S + 20)
+        self._done.wait(GRACE_S + 20)
+
+    def done(self, timeout: float | None = None) -> bool:
+        """True once the job ended and its run was closed (waits up to ``timeout``)."""
+        return self._done.wait(timeout)
 
 
 # -- waiting: inside `mlflow run`, and at exit for synchronous=False callers -------------------
@@ -557,5 +567,5 @@ def wait_for_pending(timeout: float | None = None) -> None:
     """Wait for jobs started with ``synchronous=False`` (tests and long-lived callers)."""
     deadline = None if timeout is None else time.time() + timeout
     for job in list(_PENDING):
-        while job._thread.is_alive() and (deadline is None or time.time() < deadline):
-            job._thread.join(0.5)
+        left = None if deadline is None else max(0.0, deadline - time.time())
+        job.done(left)

@@ -189,8 +189,7 @@ class SSHJob(SubmittedJob):
     def _stop(self) -> None:
         with contextlib.suppress(Exception):
             self.channel.sendall(b"cancel\n")
-        self._thread.join(GRACE_S + 3)
-        if self._thread.is_alive():  # the launcher did not answer: kill the group by its id
+        if not self._done.wait(GRACE_S + 3):  # the launcher did not answer: kill the group by its id
             with contextlib.suppress(Exception):
                 with self.ssh.open_sftp() as sftp, sftp.open(f"{self.run_dir}/job.pgid") as fh:
                     pgid = int(fh.read().decode().strip())
