@@ -189,7 +189,8 @@ class SSHJob(SubmittedJob):
     def _stop(self) -> None:
         with contextlib.suppress(Exception):
             self.channel.sendall(b"cancel\n")
-        if not self._done.wait(GRACE_S + 3):  # the launcher did not answer: kill the group by its id
+        # if the launcher does not answer, kill the job's group by its recorded id
+        if not self._done.wait(GRACE_S + 3):
             with contextlib.suppress(Exception):
                 with self.ssh.open_sftp() as sftp, sftp.open(f"{self.run_dir}/job.pgid") as fh:
                     pgid = int(fh.read().decode().strip())
