@@ -511,7 +511,8 @@ class SubmitBackend(AbstractBackend):
                 with contextlib.suppress(Exception):
                     msg = " ".join(str(exc).split())[:500] or type(exc).__name__
                     client.set_tag(failed, TAG_ERROR, msg)
-                    client.set_terminated(failed, "FAILED")
+                    interrupted = isinstance(exc, KeyboardInterrupt)
+                    client.set_terminated(failed, "KILLED" if interrupted else "FAILED")
             if isinstance(exc, AntgoError):
                 raise
             if isinstance(exc, (OSError, EOFError)) or type(exc).__module__.startswith(

@@ -224,8 +224,6 @@ class SSHBackend(SubmitBackend):
         from antgo_mlflow.submit import launcher
 
         sub, env = job.submitter, job.env
-        if job.resources.get("gpu_num") == 0 and job.options.get("resources") is not None:
-            env.setdefault("CUDA_VISIBLE_DEVICES", "")  # an explicit request for no GPU
         sftp = ssh.open_sftp()
         try:
             base = remote_base(sftp, sub.remote_dir)

@@ -124,6 +124,21 @@ def ssh_config(sshd, tmp_path) -> dict:
     )
 
 
+def submit_project(backend: str, project, entry_point, config, experiment_id=None, **params):
+    """``mlflow.projects.run`` with a plugin backend, not waiting (the job is returned running)."""
+    import mlflow.projects
+
+    return mlflow.projects.run(
+        str(project),
+        entry_point=entry_point,
+        parameters={k: str(v) for k, v in params.items()},
+        backend=backend,
+        backend_config=dict(config),  # mlflow adds its keys to the dict it gets
+        experiment_id=experiment_id,
+        synchronous=False,
+    )
+
+
 def write_yaml(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path

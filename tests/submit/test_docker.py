@@ -5,6 +5,7 @@ real engine when DOCKER_HOST or /var/run/docker.sock answers, and is skipped oth
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_one_line_error
+from tests.submit.conftest import submit_project
 from tests.submit.services import free_port
 
 
@@ -98,17 +100,7 @@ DOCKER_CONFIG = {
 }
 
 
-def submit(project, entry_point, config, **params):
-    import mlflow.projects
-
-    return mlflow.projects.run(
-        str(project),
-        entry_point=entry_point,
-        parameters={k: str(v) for k, v in params.items()},
-        backend="antgo-docker",
-        backend_config=dict(config),  # mlflow adds its keys to the dict it gets
-        synchronous=False,
-    )
+submit = functools.partial(submit_project, "antgo-docker")
 
 
 def test_container_spec_image_command_env_gpus_limits_mounts(fake_docker, tiny_project, tmp_path):

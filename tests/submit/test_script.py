@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.submit.conftest import submit_project
 
 SCRIPT = """\
 #!{python}
@@ -55,18 +58,7 @@ def _experiment_with_resources() -> str:
     return eid
 
 
-def submit(project, entry_point, config, experiment_id, **params):
-    import mlflow.projects
-
-    return mlflow.projects.run(
-        str(project),
-        entry_point=entry_point,
-        parameters={k: str(v) for k, v in params.items()},
-        backend="antgo-script",
-        backend_config=dict(config),  # mlflow adds its keys to the dict it gets
-        experiment_id=experiment_id,
-        synchronous=False,
-    )
+submit = functools.partial(submit_project, "antgo-script")
 
 
 def test_script_gets_the_documented_arguments_and_env(tiny_project, script_config, tmp_path):

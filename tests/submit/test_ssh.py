@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -14,23 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_one_line_error
+from tests.submit.conftest import submit_project
 from tests.submit.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def submit(project, entry_point, config, experiment_id, **params):
-    import mlflow.projects
-
-    return mlflow.projects.run(
-        str(project),
-        entry_point=entry_point,
-        parameters={k: str(v) for k, v in params.items()},
-        backend="antgo-ssh",
-        backend_config=dict(config),  # mlflow adds its keys to the dict it gets
-        experiment_id=experiment_id,
-        synchronous=False,
-    )
+submit = functools.partial(submit_project, "antgo-ssh")
 
 
 def remote_log(client, run_id: str, tmp_path) -> str:
@@ -146,8 +137,9 @@ def _no_runs(experiment_id) -> bool:
         (dict(port="free"), "connection refused"),
         (dict(key_file="other"), "key authentication failed"),
         (dict(known_hosts="empty"), "unknown host key"),
+        (dict(known_hosts="changed"), "the host key CHANGED"),
     ],
-    ids=["unknown-host", "refused", "wrong-key", "unknown-host-key"],
+    ids=["unknown-host", "refused", "wrong-key", "unknown-host-key", "changed-host-key"],
 )
 def test_bad_targets_are_refused_before_any_run(
     tiny_project, ssh_config, experiment_id, sshd, tmp_path, change, fragment
@@ -163,6 +155,11 @@ def test_bad_targets_are_refused_before_any_run(
             value = str(sshd.other_key)
         elif value == "empty":
             value = str(tmp_path / "known_hosts_empty")
+        elif value == "changed":  # another key recorded for this host:port
+            other = Path(f"{sshd.other_key}.pub").read_text().split()
+            changed = tmp_path / "known_hosts_changed"
+            changed.write_text(f"[127.0.0.1]:{sshd.port} {other[0]} {other[1]}\n")
+            value = str(changed)
         config[key] = value
     with pytest.raises(SubmitError, match=fragment) as info:
         submit(tiny_project, "main", config, experiment_id)
