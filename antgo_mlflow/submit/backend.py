@@ -420,11 +420,7 @@ class SubmitBackend(AbstractBackend):
         self, project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id
     ):
         from mlflow import MlflowClient
-        from mlflow.projects.utils import (
-            fetch_and_validate_project,
-            get_or_create_run,
-            load_project,
-        )
+        from mlflow.projects.utils import get_or_create_run
 
         from antgo_mlflow.submit.config import resolve
         from antgo_mlflow.submit.snapshot import take_snapshot
@@ -432,40 +428,26 @@ class SubmitBackend(AbstractBackend):
         config = dict(backend_config or {})
         synchronous = bool(config.get("SYNCHRONOUS", True))
         options = {k: config.get(k) for k in RUN_KEYS if config.get(k) is not None}
-        fields_ = {k: v for k, v in config.items() if k not in MLFLOW_KEYS + RUN_KEYS}
-        submitter = resolve(self.kind, fields_)
+        submitter = resolve(
+            self.kind, {k: v for k, v in config.items() if k not in MLFLOW_KEYS + RUN_KEYS}
+        )
         params = {k: str(v) for k, v in (params or {}).items()}
-        work_dir = fetch_and_validate_project(project_uri, version, entry_point, params)
-        project = load_project(work_dir)
-        storage = tempfile.mkdtemp(prefix="antgo-submit-storage-")
-        try:
-            command = project.get_entry_point(entry_point).compute_command(params, storage)
-        finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(storage)
+        work_dir, command = entry_command(project_uri, version, entry_point, params)
         job_uri = self.tracking_uri(submitter, tracking_uri)
         client = MlflowClient(tracking_uri)
         resources = _resources(options.get("resources"), client, experiment_id)
         attached = options.get("run_id")  # a run made by the caller ends FAILED if we refuse
-        run = handle = None
+        run = handle = sink = None
         try:
             handle = self.connect(submitter, job_uri)  # bad input ends here: no run made yet
-            exclude = (
-                [getattr(submitter, "key_file", "")] if getattr(submitter, "key_file", "") else []
-            )
-            snapshot = take_snapshot(work_dir, exclude=exclude)
+            key_file = getattr(submitter, "key_file", "")
+            snapshot = take_snapshot(work_dir, exclude=[key_file] if key_file else [])
             run = get_or_create_run(
-                options.get("run_id"),
-                project_uri,
-                experiment_id,
-                work_dir,
-                version,
-                entry_point,
-                params,
+                attached, project_uri, experiment_id, work_dir, version, entry_point, params
             )
-            run_id = run.info.run_id
             if run.info.status != "RUNNING":
-                raise SubmitError(f"run_id={run_id}: the run is {run.info.status}, not RUNNING")
+                raise SubmitError(f"run_id={run.info.run_id}: the run is {run.info.status}")
+            run_id = run.info.run_id
             tags = {
                 TAG_SUBMITTER: self.kind,
                 TAG_HOST: submitter.address,
@@ -477,51 +459,20 @@ class SubmitBackend(AbstractBackend):
             }
             for key, value in tags.items():
                 client.set_tag(run_id, key, value)
-            env = dict(getattr(submitter, "env", {}) or {})
-            env.update({str(k): str(v) for k, v in (options.get("env") or {}).items()})
-            env.update(_resource_env(resources))
-            env.update({k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)})
-            env.update(
-                MLFLOW_TRACKING_URI=job_uri,
-                MLFLOW_RUN_ID=run_id,
-                MLFLOW_EXPERIMENT_ID=str(run.info.experiment_id),
-            )
-            sink = LogSink(
-                client,
-                run_id,
-                echo=bool(options.get("echo", True)),
-                interval=float(options.get("log_interval", 10.0)),
-            )
+            env = job_env(submitter, options, resources, job_uri, run)
+            echo, interval = bool(options.get("echo", True)), float(options.get("log_interval", 10))
+            sink = LogSink(client, run_id, echo=echo, interval=interval)
             sink.note(
-                f"{self.backend_name}: run {run_id} on {submitter.address}; snapshot {snapshot.describe()}"
+                f"{self.backend_name}: run {run_id} on {submitter.address}; "
+                f"snapshot {snapshot.describe()}"
             )
-            job = self.start(
-                handle,
-                Submission(
-                    client, run, submitter, snapshot, command, env, resources, sink, options
-                ),
+            submission = Submission(
+                client, run, submitter, snapshot, command, env, resources, sink, options
             )
+            job = self.start(handle, submission)
             job.start()
         except BaseException as exc:
-            if handle is not None:
-                with contextlib.suppress(Exception):
-                    self.close(handle)
-            failed = run.info.run_id if run is not None else attached
-            if failed:
-                with contextlib.suppress(Exception):
-                    msg = " ".join(str(exc).split())[:500] or type(exc).__name__
-                    client.set_tag(failed, TAG_ERROR, msg)
-                    interrupted = isinstance(exc, KeyboardInterrupt)
-                    client.set_terminated(failed, "KILLED" if interrupted else "FAILED")
-            if isinstance(exc, AntgoError):
-                raise
-            if isinstance(exc, (OSError, EOFError)) or type(exc).__module__.startswith(
-                ("paramiko", "docker", "requests")
-            ):
-                raise SubmitError(
-                    f"{self.backend_name}: could not start the job on {submitter.address}: {' '.join(str(exc).split())}"
-                ) from exc
-            raise
+            raise self._refused(exc, client, handle, sink, run, attached, submitter) from None
         if _inside_mlflow_run_cli():
             if not wait_in_foreground(job):
                 raise ExecutionException(f"Run (ID '{job.run_id}') {job.get_status()}")
@@ -529,8 +480,65 @@ class SubmitBackend(AbstractBackend):
             _register_pending(job)
         return job
 
+    def _refused(self, exc, client, handle, sink, run, attached, submitter) -> BaseException:
+        """Undo a submission that failed half-way; return the exception to raise."""
+        msg = " ".join(str(exc).split())[:500] or type(exc).__name__
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                self.close(handle)
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                sink.note(f"could not start the job: {msg}")
+                sink.close()
+        failed = run.info.run_id if run is not None else attached
+        if failed:
+            with contextlib.suppress(Exception):
+                client.set_tag(failed, TAG_ERROR, msg)
+            with contextlib.suppress(Exception):
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                client.set_terminated(failed, "KILLED" if interrupted else "FAILED")
+        if isinstance(exc, AntgoError) or not isinstance(exc, Exception):
+            return exc
+        if isinstance(exc, (OSError, EOFError)) or type(exc).__module__.startswith(
+            ("paramiko", "docker", "requests")
+        ):
+            return SubmitError(
+                f"{self.backend_name}: could not start the job on {submitter.address}: {msg}"
+            )
+        return exc
+
     def close(self, handle) -> None:
         """Release what ``connect`` opened (on a failed start)."""
+
+
+def entry_command(project_uri, version, entry_point, params) -> tuple[str, str]:
+    """Fetch the project (MLflow's way) and the entry point's command line, parameters quoted."""
+    from mlflow.projects.utils import fetch_and_validate_project, load_project
+
+    work_dir = fetch_and_validate_project(project_uri, version, entry_point, params)
+    storage = tempfile.mkdtemp(prefix="antgo-submit-storage-")
+    try:
+        command = (
+            load_project(work_dir).get_entry_point(entry_point).compute_command(params, storage)
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(storage)
+    return work_dir, command
+
+
+def job_env(submitter, options: dict, resources: dict, tracking_uri: str, run) -> dict:
+    """The job's environment additions: submitter and caller env, resources, tracking variables."""
+    env = dict(getattr(submitter, "env", {}) or {})
+    env.update({str(k): str(v) for k, v in (options.get("env") or {}).items()})
+    env.update(_resource_env(resources))
+    env.update({k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)})
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_RUN_ID=run.info.run_id,
+        MLFLOW_EXPERIMENT_ID=str(run.info.experiment_id),
+    )
+    return env
 
 
 def _resources(given, client, experiment_id) -> dict:

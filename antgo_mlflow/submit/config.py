@@ -423,16 +423,10 @@ def register(kind: str, config: str | os.PathLike | None = None, data: dict | No
     if config is not None:
         raw = read_yaml(config)
         where = str(config)
-        if kind == "script" and isinstance(raw, dict):
-            # relative folder/script in submit-config.yaml are relative to that file
-            base = Path(config).expanduser().absolute().parent
-            for key in ("folder",):
-                if (
-                    isinstance(raw.get(key), str)
-                    and raw[key]
-                    and not Path(raw[key]).expanduser().is_absolute()
-                ):
-                    raw[key] = str(base / raw[key])
+        folder = raw.get("folder") if kind == "script" and isinstance(raw, dict) else None
+        if isinstance(folder, str) and folder and not Path(folder).expanduser().is_absolute():
+            # a relative folder in submit-config.yaml is relative to that file
+            raw["folder"] = str(Path(config).expanduser().absolute().parent / folder)
     else:
         raw, where = data or {}, f"--{kind}"
     submitter = validate(kind, raw, where)
