@@ -105,7 +105,7 @@ def check_tracking_uri(uri: str, target: str, loopback_ok: bool) -> str:
         "start 'mlflow server --host 0.0.0.0 --port 5000' and set MLFLOW_TRACKING_URI="
         "http://<this machine>:5000, or set tracking_uri in the submitter config"
     )
-    if parts.scheme in ("", "file", "sqlite") or uri.startswith("databricks"):
+    if parts.scheme in ("", "file", "sqlite"):
         raise SubmitError(
             f"MLFLOW_TRACKING_URI={redact(uri)} is a store on this machine; the job on {target} "
             f"cannot log to it: {hint}"
