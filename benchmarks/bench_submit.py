@@ -192,6 +192,8 @@ def main() -> None:
     print(f"{f'local mlflow run, median of {rounds}':<46}{lm:>10.2f}")
     print(f"{f'antgo-ssh mlflow run, median of {rounds}':<46}{rm:>10.2f}")
     print(f"{'added by submitting over SSH (goal <= 5 s)':<46}{rm - lm:>10.2f}")
+    paired = statistics.median(r - loc for r, loc in zip(remote, local))
+    print(f"{'added, median of per-round (paired) differences':<46}{paired:>10.2f}")
     print(f"{'ratio ssh / local':<46}{rm / lm:>10.2f}")
     print(f"load average during the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
