@@ -68,7 +68,7 @@ class CheckpointModel:
 
 def checkpoint_config(
     meta: Mapping[str, Any],
-    path: Path,
+    path: Path | str,
     config: str | os.PathLike | None = None,
     trust_checkpoint_config: bool = False,
     flag: str = "--checkpoint",
@@ -77,6 +77,13 @@ def checkpoint_config(
 
     ``config`` (the caller's own file) wins; else the checkpoint's config data; else its config
     text, executed only when ``trust_checkpoint_config``. UsageError (one line) otherwise.
+
+    Args:
+        meta: the checkpoint's ``meta`` dict.
+        path: the checkpoint as the user named it (for messages).
+        config: the caller's own config file, if any.
+        trust_checkpoint_config: allow config text to run.
+        flag: the option named in messages.
 
     Returns:
         ``(Config, trusted)``.
@@ -147,6 +154,7 @@ def build_from_checkpoint(
     config: str | os.PathLike | None = None,
     trust_checkpoint_config: bool = False,
     flag: str = "--checkpoint",
+    name: str | None = None,
 ) -> CheckpointModel:
     """Rebuild a ``.pth`` checkpoint's model and load its weights; nothing in the file runs.
 
@@ -156,6 +164,7 @@ def build_from_checkpoint(
         trust_checkpoint_config: allow an old checkpoint's config *text* to run, and the
             checkpoint config's ``custom_imports`` to be imported.
         flag: the option named in error messages.
+        name: how messages name the checkpoint (default ``path``; e.g. the URI it came from).
 
     Returns:
         CheckpointModel (model in eval mode, on the CPU).
@@ -164,23 +173,32 @@ def build_from_checkpoint(
     from antgo_mlflow.registry import MODELS
 
     path = Path(path).expanduser()
-    ckpt = load_checkpoint(path, flag)
+    name = name or str(path)
+    ckpt = load_checkpoint(path, f"{flag} {name}" if name != str(path) else flag)
     meta = dict(ckpt.get("meta") or {}) if isinstance(ckpt.get("meta"), Mapping) else {}
-    cfg, trusted = checkpoint_config(meta, path, config, trust_checkpoint_config, flag)
+    cfg, trusted = checkpoint_config(meta, name, config, trust_checkpoint_config, flag)
     skipped = import_custom_modules(cfg, trusted)
     if not isinstance(cfg.get("model"), Mapping):
-        raise UsageError(f"{flag}: {path}: its config has no model dict; pass --config")
+        raise UsageError(f"{flag}: {name}: its config has no model dict; pass --config")
     try:
         model = MODELS.build(cfg.model, path="model")
     except RegistryError as exc:
         if not skipped:
             raise
         raise UsageError(
-            f"{flag}: {path}: {exc}; its config's custom_imports {skipped} are not imported "
+            f"{flag}: {name}: {exc}; its config's custom_imports {skipped} are not imported "
             f"from a checkpoint: pass --config, or {TRUST_FLAG} if you trust this file"
         ) from None
     load_weights(model, path, flag)
     return CheckpointModel(model.eval(), cfg, meta, path)
+
+
+def run_checkpoint_name(run_id: str, path: Path, tmp: Path) -> str:
+    """How messages name a run's checkpoint: ``<run id>: checkpoints/best.pth`` (not a temp path)."""
+    try:
+        return f"{run_id}: {path.relative_to(tmp).as_posix()}"
+    except ValueError:  # found in the run's local work_dir: a path the user knows
+        return str(path)
 
 
 def pick_checkpoint(names: Sequence[str]) -> str | None:
@@ -216,7 +234,8 @@ def checkpoint_of_run(run_id: str, dst: Path, flag: str = "--run-id") -> tuple[P
         names = []
     chosen = pick_checkpoint(names)
     if chosen:
-        return Path(client.download_artifacts(run_id, chosen, str(dst))), run
+        with quiet_downloads():
+            return Path(client.download_artifacts(run_id, chosen, str(dst))), run
     work_dir = run.data.tags.get("antgo.work_dir")
     if work_dir and Path(work_dir).is_dir():
         chosen = pick_checkpoint([p.name for p in Path(work_dir).glob("*.pth")])
@@ -283,6 +302,20 @@ def _model_info(uri: str):
 
 
 @contextlib.contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """MLflow's download progress bars off while inside when ``ANTGO_PROGRESS=0``."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if os.environ.get("ANTGO_PROGRESS", "1") != "0" or name in os.environ:
+        yield
+        return
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
 def _pickle_refused() -> Iterator[bool]:
     """MLflow refuses pickle payloads while inside, unless the user allowed them explicitly."""
     allowed = os.environ.get(PICKLE_ENV)
@@ -311,7 +344,8 @@ def _load_pytorch_flavor(uri: str, conf: Mapping[str, Any], flag: str):
         if refused and conf.get("code"):
             raise UsageError(f"{flag}: {uri} ships Python code (code_paths) that could run; {hint}")
         try:
-            return mlflow.pytorch.load_model(uri, map_location="cpu")
+            with quiet_downloads():
+                return mlflow.pytorch.load_model(uri, map_location="cpu")
         except MlflowException as exc:
             first = exc.message.splitlines()[0]
             if refused and "pickle" in first.lower():
@@ -359,10 +393,10 @@ def _split_runs_uri(uri: str) -> tuple[str, str] | None:
     return None
 
 
-def _from_checkpoint_file(uri, path, config, trust, device, flag, run_id=None) -> _Loaded:
+def _from_checkpoint_file(uri, path, config, trust, device, flag, run_id=None, name=None):
     from antgo_mlflow.inference.runtime import TorchRuntime
 
-    built = build_from_checkpoint(path, config, trust, flag)
+    built = build_from_checkpoint(path, config, trust, flag, name or uri)
     meta = built.meta
     info = ModelInfo(
         uri, "checkpoint", run_id or meta.get("mlflow_run_id"), str(built.path), dict(meta)
@@ -409,7 +443,8 @@ def _resolve(uri, config, trust, device, from_checkpoint, flag, tmp: Path) -> _L
         run_id, artifact = run_file
         if not artifact:
             path, _ = checkpoint_of_run(run_id, tmp, flag=flag)
-            return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id)
+            name = f"{uri} ({run_checkpoint_name(run_id, path, tmp)})"
+            return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id, name)
         local = Path(_download(uri, tmp))
         if artifact.endswith(".onnx"):
             return _from_onnx_file(uri, local, device, run_id=run_id)
@@ -423,7 +458,8 @@ def _resolve(uri, config, trust, device, from_checkpoint, flag, tmp: Path) -> _L
         if not run_id:
             raise UsageError(f"{flag}: {uri} names no training run to take a checkpoint from")
         path, _ = checkpoint_of_run(run_id, tmp, flag=flag)
-        return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id)
+        name = f"{uri} (run {run_checkpoint_name(run_id, path, tmp)})"
+        return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id, name)
     if "onnx" in flavors:
         local = Path(_download(uri, tmp))
         files = [local] if local.is_file() else sorted(local.rglob("*.onnx"))
@@ -456,7 +492,8 @@ def _download(uri: str, tmp: Path) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp))
+        with quiet_downloads():
+            return mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp))
     except MlflowException as exc:
         raise TrackingError(
             f"model URI {uri!r} does not resolve: {exc.message.splitlines()[0]}"
@@ -571,4 +608,6 @@ __all__ = [
     "load_models",
     "load_torch_module",
     "pick_checkpoint",
+    "quiet_downloads",
+    "run_checkpoint_name",
 ]
