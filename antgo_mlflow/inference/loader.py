@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 import sys
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import ConfigError, RegistryError, TrackingError, UsageError
+from antgo_mlflow.errors import RegistryError, TrackingError, UsageError
 from antgo_mlflow.inference.predictor import (
     DEFAULT_BATCH,
     ModelInfo,
@@ -130,23 +129,12 @@ def import_custom_modules(cfg: Mapping[str, Any], trusted: bool) -> list[str]:
     names it (importing runs the module's code, and a name can resolve to a file in the working
     directory); a module that is already imported is simply there.
     """
-    spec = cfg.get("custom_imports")
-    allow_failed = isinstance(spec, Mapping) and bool(spec.get("allow_failed_imports", False))
-    skipped = []
-    for i, name in enumerate(custom_import_names(cfg)):
-        if name in sys.modules:
-            continue
-        if not trusted:
-            skipped.append(name)
-            continue
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            if not allow_failed:
-                raise ConfigError(
-                    f"custom_imports.imports.{i}: cannot import {name!r} ({exc})"
-                ) from None
-    return skipped
+    if trusted:
+        from antgo_mlflow.engine.runner import import_custom_modules as import_all
+
+        import_all(cfg)
+        return []
+    return [name for name in custom_import_names(cfg) if name not in sys.modules]
 
 
 def build_from_checkpoint(
@@ -287,18 +275,26 @@ def _manifest_names(section: Mapping[str, Any]) -> list[str]:
 
 
 # -- MLflow models ----------------------------------------------------------------------------
-def _model_info(uri: str):
-    import mlflow
+@contextlib.contextmanager
+def _resolving(uri: str) -> Iterator[None]:
+    """MLflow's failures to find ``uri`` as one TrackingError line."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.models.get_model_info(uri)
+        yield
     except MlflowException as exc:
         raise TrackingError(
             f"model URI {uri!r} does not resolve: {exc.message.splitlines()[0]}"
         ) from None
     except OSError as exc:
         raise TrackingError(f"model URI {uri!r} does not resolve: {exc}") from None
+
+
+def _model_info(uri: str):
+    import mlflow
+
+    with _resolving(uri):
+        return mlflow.models.get_model_info(uri)
 
 
 @contextlib.contextmanager
@@ -489,17 +485,9 @@ def _resolve(uri, config, trust, device, from_checkpoint, flag, tmp: Path) -> _L
 
 def _download(uri: str, tmp: Path) -> str:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    try:
-        with quiet_downloads():
-            return mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp))
-    except MlflowException as exc:
-        raise TrackingError(
-            f"model URI {uri!r} does not resolve: {exc.message.splitlines()[0]}"
-        ) from None
-    except OSError as exc:
-        raise TrackingError(f"model URI {uri!r} does not resolve: {exc}") from None
+    with _resolving(uri), quiet_downloads():
+        return mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp))
 
 
 def load_model(
@@ -559,30 +547,21 @@ def load_models(uris: Sequence[str], **kwargs) -> list[Predictor]:
 
 
 def load_torch_module(
-    uri: str | os.PathLike,
-    config: str | os.PathLike | None = None,
-    trust_checkpoint_config: bool = False,
-    device: str = "cpu",
-    freeze: bool = True,
-    from_checkpoint: bool = False,
-    flag: str = "--teacher",
+    uri: str | os.PathLike, freeze: bool = True, flag: str = "--teacher", **kwargs
 ):
     """An in-process torch module (e.g. a distillation teacher): logits from ``forward(image)``
     on already-preprocessed (N, 3, H, W) tensors.
 
-    ``freeze`` (default) wraps it so that it stays in eval mode and has no gradients, also when
-    a surrounding model calls ``.train()``. For an MLflow model URI, ``from_checkpoint=True``
-    rebuilds the full model from its training run's checkpoint instead of the logged pt2 graph.
+    Args:
+        uri: as for :func:`load_model`.
+        freeze: wrap it so that it stays in eval mode with no gradients, also when a
+            surrounding model calls ``.train()``; False returns the module itself (eval mode).
+        flag: the option named in error messages.
+        **kwargs: the other arguments of :func:`load_model` (``config``,
+            ``trust_checkpoint_config``, ``device``, ``from_checkpoint``: for an MLflow model URI,
+            rebuild the full model from its training run's checkpoint instead of the pt2 graph).
     """
-    predictor = load_model(
-        uri,
-        config=config,
-        trust_checkpoint_config=trust_checkpoint_config,
-        device=device,
-        from_checkpoint=from_checkpoint,
-        flag=flag,
-    )
-    module = predictor.module
+    module = load_model(uri, flag=flag, **kwargs).module
     if module is None:
         raise UsageError(
             f"{flag}: {uri} is an ONNX model, not a torch module; give a .pth, runs:/<run id> "
