@@ -414,11 +414,13 @@ def _from_onnx_file(uri, path, device, metadata=None, kind="onnx-file", run_id=N
     pre = dict(metadata.get("antgo.preprocess") or {})
     if not pre and run_id:
         pre = preprocess_from_params(_run_params(run_id))
+    if runtime.input_size:  # a graph with a fixed input size says best what it takes
+        pre["size"] = list(runtime.input_size)
     names = metadata.get("antgo.class_names") or []
     return _Loaded(
         ModelInfo(uri, kind, run_id, None, metadata),
         runtime,
-        Preprocess.from_dict(pre, runtime.input_size),
+        Preprocess.from_dict(pre),
         [str(n) for n in names] if isinstance(names, list) else [],
         metadata.get("antgo.task"),
     )

@@ -403,6 +403,8 @@ def test_a_registered_model_can_be_rebuilt_from_its_runs_checkpoint(checkpoint, 
 
     logged = load_model("models:/digits@champion")
     assert logged.flavor == "onnx" and logged.info.run_id == run.info.run_id
+    assert load_model(info.model_uri).info.kind == "mlflow-onnx"  # models:/m-<id>
+    assert info.model_uri.startswith("models:/m-")
     assert logged.preprocess.std == (0.25, 0.25, 0.25)
     rebuilt = load_model("models:/digits@champion", from_checkpoint=True)
     assert rebuilt.flavor == "pytorch" and rebuilt.has_features
