@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from antgo_mlflow.cli.package import data_root_option
+
 SRC_HELP = "Input folder."
 
 
@@ -141,7 +143,8 @@ def extract_coco_cmd(src, tgt, tags, images):
     help="Grow each box by this fraction of its size before cropping.",
 )
 @click.option("--square", is_flag=True, help="Make each grown box square (antgo's crops).")
-def extract_crop_cmd(src, tgt, ext_ratio, square):
+@data_root_option
+def extract_crop_cmd(src, tgt, ext_ratio, square, data_roots):
     """Crop every instance of a GT dataset into its own image (one sample per box).
 
     Each box is grown by --ext-ratio of its width and height (centred), clipped to the image
@@ -155,7 +158,7 @@ def extract_crop_cmd(src, tgt, ext_ratio, square):
     """
     from antgo_mlflow.tools.extract_crop import extract_crop
 
-    summary = extract_crop(src, tgt, ext_ratio=ext_ratio, square=square)
+    summary = extract_crop(src, tgt, ext_ratio=ext_ratio, square=square, data_roots=data_roots)
     _report(summary, "crops")
 
 

@@ -138,6 +138,9 @@ def label_merge_cmd(src, tgt, remap, to_):
 
     r = merge_gt(_csv(src), tgt, remap=remap)
     click.echo(f"{r['samples']} samples -> {r['gt']}")
+    if r.get("image_roots"):
+        roots = " ".join(f"--data-root={root}" for root in r["image_roots"])
+        click.echo(f"images stay in their source folders: pack the merged GT with {roots}")
     if r["conflicts"]:
         click.echo(
             f"antgo: warning: {len(r['conflicts'])} conflicts (first file kept), see "

@@ -95,6 +95,7 @@ class _Source:
     files: list[Path] = field(default_factory=list)  # shard files (kind == "shards")
     fmt: str = "tfrecord"
     class_names: list[str] = field(default_factory=list)
+    data_roots: list[str] = field(default_factory=list)  # where images outside the GT may be
 
 
 def _split_src(src) -> list[str]:
@@ -258,7 +259,7 @@ def encode_gt_sample(
 def _gt_items(source: _Source) -> Iterator[tuple[str, Path, Any]]:
     from antgo_mlflow.gt import load_gt, validate_sample
 
-    samples = load_gt(source.path, validate=False)
+    samples = load_gt(source.path, validate=False, data_roots=source.data_roots)
     base = source.path.parent
     for i, sample in enumerate(samples):
         where = f"{source.path}: sample {i}"
@@ -412,6 +413,7 @@ def pack(
     workers: int | None = None,
     fmt: str = "tfrecord",
     antgo_template: bool = False,
+    data_roots: Iterable[str | os.PathLike] | str | None = None,
 ) -> PackSummary:
     """Pack ``src`` into ``<tgt>/<prefix>-%05d-of-%05d-(tfrecord|kvrecord)`` + manifest.
 
@@ -424,6 +426,8 @@ def pack(
         fmt: ``"tfrecord"`` or ``"kv"``.
         antgo_template: also write antgo's template fields a sample lacks (for antgo's reader
             with its default description).
+        data_roots: folders (besides each GT's own) its images may be in; a sample whose image
+            lies elsewhere refuses the whole run (``antgo_mlflow.gt.io``).
 
     Raises:
         UsageError for bad arguments, DataError/ShardError for bad inputs, including when no
@@ -437,8 +441,12 @@ def pack(
     if int(num) <= 0:
         raise UsageError(f"--num: {num} must be a positive number of samples per shard")
     num = int(num)
+    if workers is not None and int(workers) < 1:
+        raise UsageError(f"--workers: {workers} must be >= 1")
     workers = workers or min(8, os.cpu_count() or 1)
     sources = expand_src(src)
+    for source in sources:
+        source.data_roots = _split_src(data_roots) if data_roots else []
     tgt = Path(tgt).expanduser()
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt: {tgt} is a file, expected a folder")

@@ -85,6 +85,7 @@ def extract_crop(
     tgt: str | os.PathLike,
     ext_ratio: float = 0.3,
     square: bool = False,
+    data_roots: list[str] | tuple[str, ...] | str | None = None,
 ) -> ExtractSummary:
     """Crop every instance (box) of a GT file into its own image and write a GT of the crops.
 
@@ -95,6 +96,8 @@ def extract_crop(
         ext_ratio: grow each box by this fraction of its width and height (0.3 = 30 % larger,
             centred) before clipping it to the image.
         square: make the grown box a square on its long side (antgo's behaviour).
+        data_roots: folders besides the dataset folder that its images may be in; an image
+            anywhere else refuses the run (``antgo_mlflow.gt.io``).
 
     Returns:
         An ExtractSummary. Each crop sample has ``image_label`` = the instance label,
@@ -115,7 +118,7 @@ def extract_crop(
     tgt_dir = check_tgt(tgt, gt_path.parent)
     if ext_ratio is None or not math.isfinite(ext_ratio) or ext_ratio < 0:
         raise UsageError(f"--ext-ratio must be >= 0, got {ext_ratio}")
-    samples_in = load_gt(gt_path)
+    samples_in = load_gt(gt_path, data_roots=data_roots)
     meta = read_meta(gt_path.parent / META_FILE)
     names = list(meta["meta"].get("category", [])) if meta else []
 

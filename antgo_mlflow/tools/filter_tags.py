@@ -110,7 +110,7 @@ def filter_by_tags(
         samples, record, name, allowed = _from_dataset(dataset_name, src)
         where = f"dataset {dataset_name}"
     else:
-        samples = load_gt(src)
+        samples = load_gt(src, inside=False)
         record = read_tag_record(tgt, samples)
         allowed, where = review_tags(tgt), str(tgt)
         name = Path(src).stem
@@ -138,7 +138,7 @@ def _from_dataset(dataset_name: str, src) -> tuple[list[dict], list[list[str]], 
         samples, _ = dataset_to_gt(dataset)
         name = dataset_name
     else:
-        samples, name = load_gt(src), Path(src).stem
+        samples, name = load_gt(src, inside=False), Path(src).stem
     allowed = list(dataset.info.get("antgo_review_tags") or [])
     return samples, [tags.get(k) or [] for k in _keys(samples)], name, allowed
 

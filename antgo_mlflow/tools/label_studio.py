@@ -480,7 +480,7 @@ def to_studio(
     ``<tgt>/<name>_label_studio.json``.
     """
     src = Path(src)
-    samples = load_gt(src)
+    samples = load_gt(src, inside=False)  # tasks reference images; none is read
     mapping = parse_tags(tags) if isinstance(tags, str) or tags is None else dict(tags)
     if mapping:
         names = _Classes(mapping, "").names()
