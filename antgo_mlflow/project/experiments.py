@@ -207,7 +207,10 @@ def _key_metrics(metrics: dict[str, float], first: str | None, limit: int = 4) -
 def runs_table(
     project: str, exp: str | None = None, metric: str | None = None, client=None
 ) -> list[dict]:
-    """Rows ``{id, exp, status, start, duration_s, params, metrics}`` sorted by the project metric."""
+    """Rows ``{id, exp, status, start, duration_s, params, metrics}`` sorted by the project metric.
+
+    RUNNING runs whose trainer is gone are marked KILLED first (``antgo_mlflow.engine.run_owner``).
+    """
     client = client or get_client()
     experiment = get_project(project, client)
     rank = project_metric(experiment)
@@ -216,6 +219,10 @@ def runs_table(
 
         rank = parse_metric(metric)
     runs = _project_runs(client, experiment)
+    from antgo_mlflow.engine.run_owner import reap
+
+    if reap(client, runs):  # runs whose trainer died are KILLED, not RUNNING forever
+        runs = _project_runs(client, experiment)
     if exp:
         runs = [r for r in runs if r.data.tags.get(TAG_EXP) == exp]
     if rank.name:
