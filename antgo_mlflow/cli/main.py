@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"antgo: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code if exc.exit_code else 1)
-    except Terminated:
-        click.echo("antgo: terminated", err=True)
-        sys.exit(Terminated.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except (click.Abort, KeyboardInterrupt) as exc:
+        # click turns an interruption into Abort; SIGTERM (Terminated) stays its cause
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("antgo: terminated", err=True)
+            sys.exit(Terminated.exit_code)
         click.echo("antgo: interrupted", err=True)
         sys.exit(130)
     except AntgoError as exc:

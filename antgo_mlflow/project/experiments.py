@@ -305,7 +305,6 @@ def train(
     (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
     ``{run_id, status}``; a failed run raises one line naming the run.
     """
-    import mlflow.projects
     from mlflow.entities import Param, SourceType
     from mlflow.exceptions import ExecutionException
     from mlflow.projects.utils import load_project
@@ -314,6 +313,8 @@ def train(
         MLFLOW_SOURCE_NAME,
         MLFLOW_SOURCE_TYPE,
     )
+
+    from antgo_mlflow.project.child_run import run_entry_point
 
     check_name(exp, "--exp")
     client = get_client()
@@ -366,16 +367,8 @@ def train(
     if gpu_id is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(gpu_id) == "-1" else str(gpu_id)
     failure = None
-    try:
-        mlflow.projects.run(
-            str(folder),
-            entry_point=entry_point,
-            parameters=params,
-            experiment_id=experiment.experiment_id,
-            env_manager="local",
-            synchronous=True,
-            run_id=run_id,
-        )
+    try:  # SIGTERM/Ctrl-C reach the child's process group; the run then ends KILLED
+        run_entry_point(str(folder), entry_point, params, experiment.experiment_id, run_id)
     except ExecutionException as exc:
         failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:
