@@ -9,6 +9,21 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _white_user_names(value: str | None) -> list[str]:
+    """``--white-users`` takes user names only: a password on a command line shows in ``ps``."""
+    from antgo_mlflow.credentials import WHITE_USERS_ENV
+    from antgo_mlflow.errors import UsageError
+
+    names = _csv(value)
+    if any(":" in n for n in names):
+        raise UsageError(
+            "--white-users: give user names only (passwords on a command line show in ps and "
+            "shell history); put name:password lines in a file only you can read (chmod 600) "
+            f"and pass --white-users-file=FILE, or set ${WHITE_USERS_ENV}"
+        )
+    return names
+
+
 @click.command("browser/images")
 @click.option("--src", help="GT JSON file (or folder with annotation.json) to review.")
 @click.option("--tags", default="", help="Allowed review tags, e.g. valid,invalid.")
@@ -17,7 +32,13 @@ def _csv(value: str | None) -> list[str]:
     is_flag=True,
     help="Wait until every sample has one allowed tag; write <name>_browser.json.",
 )
-@click.option("--port", type=int, default=5151, show_default=True, help="App port on 127.0.0.1.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5151,
+    show_default=True,
+    help="App port on 127.0.0.1.",
+)
 @click.option("--no-launch", is_flag=True, help="Only load/update the FiftyOne dataset.")
 @click.option("--dataset-name", help="FiftyOne dataset name (default: antgo-<src name>).")
 @click.option(
@@ -41,7 +62,7 @@ def browser_images_cmd(
     """
     from antgo_mlflow.review.browser import browse
 
-    if white_users:
+    if _white_user_names(white_users):
         click.echo(
             "antgo: warning: --white-users is ignored (the FiftyOne App has no accounts; it listens on "
             "127.0.0.1 only, reach it through the ssh tunnel)",
@@ -160,30 +181,51 @@ def label_merge_cmd(src, tgt, remap, to_):
     default="RECT",
     show_default=True,
 )
-@click.option("--white-users", help="Annotator accounts name:password,... (never printed).")
 @click.option(
-    "--port", type=int, default=8080, show_default=True, help="Label Studio port on 127.0.0.1."
+    "--white-users",
+    help="Annotator user names, comma-separated (passwords: --white-users-file or "
+    "$ANTGO_WHITE_USERS, never on the command line).",
+)
+@click.option(
+    "--white-users-file",
+    help="A file only you can read (chmod 600) with name:password lines for the annotators.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="Label Studio port on 127.0.0.1.",
 )
 @click.option("--url", help="Use a running Label Studio at this URL (with LABEL_STUDIO_API_KEY).")
 @click.option(
     "--ignore-incomplete", is_flag=True, help="Write the result without waiting for every task."
 )
 @click.option("--timeout", type=float, default=None, help="Give up waiting after N seconds.")
-def label_start_cmd(src, tgt, tags, label_type, white_users, port, url, ignore_incomplete, timeout):
+def label_start_cmd(
+    src, tgt, tags, label_type, white_users, white_users_file, port, url, ignore_incomplete, timeout
+):
     """Send samples to Label Studio, wait for the annotations, write <name>_label.json + meta.json.
 
     \b
     Example:
       antgo tool label/start --src=./ds/annotation.json --tgt=./labelled --tags=Car:0,Train:1 --type=RECT
+      antgo tool label/start --src=./ds/annotation.json --tgt=./labelled --tags=Car:0 \\
+          --white-users=alice,bob --white-users-file=~/.antgo/annotators   # chmod 600
     """
+    from antgo_mlflow.credentials import white_user_passwords
     from antgo_mlflow.review.labelling import label_start
 
+    names = _white_user_names(white_users)
+    users = (
+        white_user_passwords(names, file=white_users_file) if names or white_users_file else None
+    )
     r = label_start(
         src=src,
         tgt=tgt,
         tags=tags,
         label_type=label_type.upper(),
-        white_users=white_users,
+        white_users=users,
         port=port,
         url=url,
         ignore_incomplete=ignore_incomplete,

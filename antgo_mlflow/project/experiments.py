@@ -219,6 +219,7 @@ def runs_table(
 
         rank = parse_metric(metric)
     runs = _project_runs(client, experiment)
+    from antgo_mlflow.credentials import redact
     from antgo_mlflow.engine.run_owner import reap
 
     if reap(client, runs):  # runs whose trainer died are KILLED, not RUNNING forever
@@ -251,7 +252,7 @@ def runs_table(
                 "duration_s": round((end - info.start_time) / 1000, 1)
                 if end and info.start_time
                 else None,
-                "params": _key_params(run.data.params),
+                "params": redact(_key_params(run.data.params)),
                 "metrics": metrics,
             }
         )

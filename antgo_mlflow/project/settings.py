@@ -4,6 +4,11 @@ Each setting is ``{method, config, source, sha256, updated_by, updated_at}`` sto
 ``antgo.settings.<kind>`` (or, when large, as a JSON artifact of the settings run; see
 ``projects.put_json_tag``). ``--name`` picks a built-in method, ``--config`` a Python config file;
 both empty clears the setting. Later workflows read them with ``get_setting``.
+
+Secrets are never stored: a config value under a password/secret/token key is refused, and
+annotators (``white_users``) are stored as user names only - their passwords stay in a file only
+its owner can read (``white_users_file``) or in an environment variable (``white_users_env``,
+default ``ANTGO_WHITE_USERS``), read when labelling starts (``antgo_mlflow.credentials``).
 """
 
 from __future__ import annotations
@@ -98,6 +103,41 @@ def _validate_submitter(cfg: dict, where: str) -> dict:
     return cfg
 
 
+def _white_users(cfg: dict, where: str) -> dict:
+    """The annotator part of a settings config: user names and where their passwords live."""
+    from antgo_mlflow.credentials import check_no_inline_passwords, white_user_passwords
+
+    out: dict[str, Any] = {}
+    names = check_no_inline_passwords(cfg.get("white_users"), where)
+    file, env = cfg.get("white_users_file"), cfg.get("white_users_env")
+    for key, value in (("white_users_file", file), ("white_users_env", env)):
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"{where}: {key} must be a file path / variable name")
+    if names:
+        out["white_users"] = names
+        if file:  # checked now (0600, every user listed), stored as its path only
+            try:
+                white_user_passwords(names, file=file)
+            except UsageError as exc:
+                raise ConfigError(f"{where}: white_users_file: {exc}") from None
+    if file:
+        out["white_users_file"] = file
+    if env:
+        out["white_users_env"] = env
+    return out
+
+
+def _refuse_secrets(data: dict, where: str) -> None:
+    from antgo_mlflow.credentials import find_secrets
+
+    found = find_secrets(data)
+    if found:
+        raise ConfigError(
+            f"{where}: {found[0]} holds a secret; secrets are never stored in MLflow (name a "
+            "0600 file or an environment variable that holds it instead)"
+        )
+
+
 def _load_config(path: str, kind: str) -> tuple[dict, str]:
     from antgo_mlflow.config import Config
 
@@ -134,10 +174,15 @@ def update_setting(
     source = None
     if config:
         data, source = _load_config(config, kind)
+        users = _white_users(data, source)  # names only; their passwords stay outside MLflow
+        for name_ in ("white_users", "white_users_file", "white_users_env"):
+            data.pop(name_, None)
         if kind == "label":
             data = validate_label(data, source)
         elif kind == "submitter":
             data = _validate_submitter(data, source)
+        data.update(users)
+        _refuse_secrets(data, source)
     method = name or data.get("method") or data.get("type") or "custom"
     text = json.dumps(data, sort_keys=True, default=str)
     setting = {
@@ -160,7 +205,12 @@ def get_setting(project: str, kind: str, client=None) -> dict | None:
 
 
 def all_settings(project: str, client=None) -> dict[str, dict | None]:
-    """Every setting kind of ``project``: ``{kind: setting or None}``."""
+    """Every setting kind of ``project``: ``{kind: setting or None}``, secrets masked (a setting
+    stored by an older version may still hold some)."""
+    from antgo_mlflow.credentials import redact
+
     client = client or get_client()
     experiment = get_project(project, client)
-    return {kind: read_json_tag(experiment, SETTINGS_PREFIX + kind, client) for kind in KINDS}
+    return {
+        kind: redact(read_json_tag(experiment, SETTINGS_PREFIX + kind, client)) for kind in KINDS
+    }

@@ -84,8 +84,10 @@ def _now_ms() -> int:
 
 
 def _param_items(flat: Mapping[str, Any]) -> list[Param]:
+    from antgo_mlflow.credentials import redact
+
     params = []
-    for key, value in flat.items():
+    for key, value in redact(dict(flat)).items():  # a password in a config never becomes a param
         text = json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
         params.append(Param(str(key)[:PARAM_KEY_LIMIT], text[:PARAM_VALUE_LIMIT]))
     return params
@@ -344,7 +346,10 @@ class MlflowLoggerHook(Hook):
         with tempfile.TemporaryDirectory() as tmp:
             name = Path(cfg.filename).name if cfg.filename else "config.py"
             path = Path(tmp) / name
-            cfg.dump(path)
+            from antgo_mlflow.config import Config
+            from antgo_mlflow.credentials import redact
+
+            Config(redact(cfg.to_dict()), cfg.filename).dump(path)  # the snapshot holds no secret
             client.log_artifact(self.run_id, str(path))
         self.interval = self.interval or runner.log_interval
         self._last_send = time.perf_counter()
