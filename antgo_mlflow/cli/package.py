@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from antgo_mlflow.cli.options import POSITIVE_INT
+
 
 def data_root_option(fn):
     """``--data-root DIR`` (repeatable): folders outside the dataset its images may be in."""
@@ -26,13 +28,13 @@ def _options(fn):
     )(fn)
     fn = click.option(
         "--workers",
-        type=click.IntRange(min=1),
+        type=POSITIVE_INT,
         default=None,
         help="Reading/encoding threads [default: CPUs, max 8].",
     )(fn)
     fn = click.option(
         "--num",
-        type=click.IntRange(min=1),
+        type=POSITIVE_INT,
         default=100000,
         show_default=True,
         help="Samples per shard.",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from antgo_mlflow.cli.options import PORT, POSITIVE_FLOAT
+
 
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
@@ -34,7 +36,7 @@ def _white_user_names(value: str | None) -> list[str]:
 )
 @click.option(
     "--port",
-    type=click.IntRange(1, 65535),
+    type=PORT,
     default=5151,
     show_default=True,
     help="App port on 127.0.0.1.",
@@ -48,7 +50,7 @@ def _white_user_names(value: str | None) -> list[str]:
     "--white-users", help="Accepted for antgo compatibility; the FiftyOne App has no accounts."
 )
 @click.option(
-    "--timeout", type=float, default=None, help="With --feedback: give up after N seconds."
+    "--timeout", type=POSITIVE_FLOAT, default=None, help="With --feedback: give up after N seconds."
 )
 def browser_images_cmd(
     src, tags, feedback, port, no_launch, dataset_name, user_input, white_users, timeout
@@ -104,10 +106,8 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 
 
 @click.command("label/studio")
-@click.option("--from", "direction", flag_value="from", help="Label Studio export -> GT.")
-@click.option(
-    "--to", "direction", flag_value="to", help="GT -> Label Studio tasks (with annotations)."
-)
+@click.option("--from", "from_", is_flag=True, help="Label Studio export -> GT.")
+@click.option("--to", "to", is_flag=True, help="GT -> Label Studio tasks (with annotations).")
 @click.option("--src", required=True, help="Input JSON (export with --from, GT with --to).")
 @click.option("--tgt", default=".", show_default=True, help="Output folder.")
 @click.option("--tags", help="Class name:index pairs, e.g. lefthand:0,righthand:1.")
@@ -119,7 +119,7 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 @click.option(
     "--allow-rotation", is_flag=True, help="--from: store rotated boxes as their enclosing box."
 )
-def label_studio_cmd(direction, src, tgt, tags, prefix, allow_rotation):
+def label_studio_cmd(from_, to, src, tgt, tags, prefix, allow_rotation):
     """Convert Label Studio JSON exports to GT (--from) and back (--to).
 
     \b
@@ -130,9 +130,9 @@ def label_studio_cmd(direction, src, tgt, tags, prefix, allow_rotation):
     from antgo_mlflow.errors import UsageError
     from antgo_mlflow.tools import label_studio
 
-    if direction is None:
-        raise UsageError("label/studio: give --from or --to")
-    if direction == "from":
+    if from_ == to:
+        raise UsageError("label/studio: give one of --from or --to" + (" (not both)" if to else ""))
+    if from_:
         r = label_studio.from_studio(src, tgt, tags, prefix, allow_rotation)
         skipped = f" ({r['skipped']} tasks without annotation skipped)" if r["skipped"] else ""
         click.echo(f"{r['samples']} samples -> {r['gt']}{skipped}")
@@ -192,7 +192,7 @@ def label_merge_cmd(src, tgt, remap, to_):
 )
 @click.option(
     "--port",
-    type=click.IntRange(1, 65535),
+    type=PORT,
     default=8080,
     show_default=True,
     help="Label Studio port on 127.0.0.1.",
@@ -201,7 +201,9 @@ def label_merge_cmd(src, tgt, remap, to_):
 @click.option(
     "--ignore-incomplete", is_flag=True, help="Write the result without waiting for every task."
 )
-@click.option("--timeout", type=float, default=None, help="Give up waiting after N seconds.")
+@click.option(
+    "--timeout", type=POSITIVE_FLOAT, default=None, help="Give up waiting after N seconds."
+)
 def label_start_cmd(
     src, tgt, tags, label_type, white_users, white_users_file, port, url, ignore_incomplete, timeout
 ):

@@ -68,6 +68,28 @@ def parse_bool(flag: str, value: str | bool) -> bool:
     raise UsageError(f"{flag} must be true or false, got {value!r}")
 
 
+def check_output(flag: str, value: str | None, folder: bool = False) -> str | None:
+    """Check an output path before any work: a file path must not be an existing folder (and a
+    folder path not an existing file), and its nearest existing parent must be a writable folder."""
+    from pathlib import Path
+
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give the file to write")
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: is a file; give a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{flag} {path}: cannot write in {parent}")
+            break
+    return value
+
+
 def parse_int(flag: str, value: str | None, minimum: int | None = None) -> int | None:
     """An optional integer parameter ('' = not given); UsageError naming ``flag`` if malformed."""
     value = optional(value)

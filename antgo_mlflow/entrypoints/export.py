@@ -24,6 +24,7 @@ from typing import Any
 
 from antgo_mlflow.entrypoints._common import (
     ArgumentParser,
+    check_output,
     optional,
     parse_bool,
     parse_int,
@@ -240,7 +241,7 @@ def main(argv: Sequence[str]) -> int:
         config=optional(args.config),
         opset=18 if opset is None else opset,
         dynamic_batch=parse_bool("--dynamic-batch", args.dynamic_batch),
-        output=optional(args.output),
+        output=check_output("--output", optional(args.output)),  # before the export, not after
         register=optional(args.register),
     )
     return 0

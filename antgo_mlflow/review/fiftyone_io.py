@@ -85,7 +85,7 @@ def _image_size(sample: dict, path: Path, index: int) -> tuple[int, int]:
 
         with Image.open(path) as im:
             return im.size
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return 0, 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,6 +23,7 @@ from antgo_mlflow.tools._extract_common import ExtractSummary, check_tgt
 
 MISSING_IMAGE = "missing image file"
 UNREADABLE_IMAGE = "unreadable image file"
+TOO_LARGE = "oversized image"  # over PIL's decompression-bomb limit
 NO_IMAGE_FILE = "sample without image_file"
 EMPTY_CROP = "box outside its image"
 IMAGES_DIR = "images"
@@ -140,11 +142,18 @@ def extract_crop(
                 summary.skip(sample["image_file"], MISSING_IMAGE)
                 continue
             try:
-                with Image.open(image_path) as opened:
-                    opened.load()
-                    image = opened if opened.mode in ("L", "RGB", "RGBA") else opened.convert("RGB")
-                    image.load()
-            except (OSError, SyntaxError, ValueError):
+                with warnings.catch_warnings():  # a bomb's warning is a refusal here, not a line
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(image_path) as opened:
+                        opened.load()
+                        image = (
+                            opened if opened.mode in ("L", "RGB", "RGBA") else opened.convert("RGB")
+                        )
+                        image.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                summary.skip(sample["image_file"], TOO_LARGE)
+                continue
+            except (OSError, SyntaxError, ValueError, EOFError):
                 summary.skip(sample["image_file"], UNREADABLE_IMAGE)
                 continue
             labels = sample.get("labels") or []

@@ -12,12 +12,12 @@ Tag records are read from ``<name>_browser.json`` as written by ``browser/images
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import DataError, UsageError
+from antgo_mlflow.fileio import read_json
 from antgo_mlflow.gt import load_gt, save_gt
 
 
@@ -34,10 +34,7 @@ def read_tag_record(path: str | os.PathLike, samples: list[dict]) -> list[list[s
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: invalid JSON ({exc})") from None
+    record = read_json(path, "a browser result JSON")
     out: list[list[str]] = [[] for _ in samples]
     by_file = {s.get("image_file") or s.get("image_url"): i for i, s in enumerate(samples)}
     if isinstance(record, dict) and isinstance(record.get("samples"), list):
@@ -60,7 +57,7 @@ def read_tag_record(path: str | os.PathLike, samples: list[dict]) -> list[list[s
 
 def review_tags(path: str | os.PathLike) -> list[str]:
     """The allowed tags stored in a browser result (empty for antgo's format)."""
-    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    record = read_json(path, "a browser result JSON")
     tags = record.get("tags") if isinstance(record, dict) and "samples" in record else None
     return split_tags(tags) if isinstance(tags, list) else []
 
