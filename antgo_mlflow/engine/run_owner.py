@@ -99,12 +99,21 @@ def reap(client, runs: Iterable) -> dict[str, str]:
         run_id = run.info.run_id
         try:
             client.log_batch(run_id, tags=[RunTag(REASON_TAG, reason)])
-            client.set_terminated(run_id, "KILLED")
+            # ended at its last sign of life, so its duration is not counted up to now
+            client.set_terminated(run_id, "KILLED", end_time=_last_beat_ms(run, now))
         except MlflowException as exc:  # another lister reaped it first, or the store is busy
             log.warning("could not mark run %s KILLED: %s", run_id, exc)
             continue
         reaped[run_id] = reason
     return reaped
+
+
+def _last_beat_ms(run, now: float) -> int | None:
+    try:
+        beat = float(run.data.tags.get(HEARTBEAT_TAG, ""))
+    except ValueError:
+        return None
+    return int(min(beat, now) * 1000) if beat * 1000 >= (run.info.start_time or 0) else None
 
 
 def reap_experiments(client, experiment_ids: Iterable[str]) -> dict[str, str]:

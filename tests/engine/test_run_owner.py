@@ -69,6 +69,8 @@ def test_kill9_run_is_reaped_as_killed(make_config, tmp_path, subprocess_env, py
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "KILLED" and run.info.end_time
     assert "no longer runs" in run.data.tags[run_owner.REASON_TAG]
+    # its duration ends at its last heartbeat, not at the moment someone listed it
+    assert run.info.end_time <= float(run.data.tags[run_owner.HEARTBEAT_TAG]) * 1000 + 1
 
 
 def test_resume_after_kill9_has_no_duplicate_steps(make_config, tmp_path, subprocess_env, python):
