@@ -38,6 +38,8 @@ BUILTINS: dict[str, tuple[str, ...]] = {
     "activelearning": ("ac",),
 }
 KINDS = tuple(BUILTINS)
+#: Annotator keys a label/activelearning config may hold (names and where passwords live).
+WHITE_USER_KEYS = ("white_users", "white_users_file", "white_users_env")
 LABEL_TYPES = ("CLASS", "RECT", "POINT", "POLYGON", "SKELETON")
 
 
@@ -87,6 +89,7 @@ def validate_label(cfg: dict, where: str) -> dict:
         "type": kind,
         "category": list(category),
         "meta": {**meta, "skeleton": [list(p) for p in skeleton]},
+        **{k: cfg[k] for k in WHITE_USER_KEYS if k in cfg},  # checked by _load_config
     }
 
 
@@ -145,7 +148,11 @@ def _load_config(path: str, kind: str) -> tuple[dict, str]:
     data = cfg.to_dict()
     if not data:
         raise ConfigError(f"{cfg.filename}: the config for project/{kind} defines nothing")
-    return data, cfg.filename or path
+    where = cfg.filename or path
+    users = _white_users(data, where)  # names only: their passwords stay outside MLflow
+    data = {k: v for k, v in data.items() if k not in WHITE_USER_KEYS} | users
+    _refuse_secrets(data, where)
+    return data, where
 
 
 def update_setting(
@@ -174,15 +181,10 @@ def update_setting(
     source = None
     if config:
         data, source = _load_config(config, kind)
-        users = _white_users(data, source)  # names only; their passwords stay outside MLflow
-        for name_ in ("white_users", "white_users_file", "white_users_env"):
-            data.pop(name_, None)
         if kind == "label":
             data = validate_label(data, source)
         elif kind == "submitter":
             data = _validate_submitter(data, source)
-        data.update(users)
-        _refuse_secrets(data, source)
     method = name or data.get("method") or data.get("type") or "custom"
     text = json.dumps(data, sort_keys=True, default=str)
     setting = {
