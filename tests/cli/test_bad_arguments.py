@@ -339,6 +339,13 @@ def _commands() -> list[str]:
     return sorted(found)
 
 
+@pytest.mark.parametrize("command", _commands())
+def test_an_unknown_flag_is_one_line_for_every_command(command, capsys):
+    res = run_inprocess(capsys, *command.split(), "--no-such-flag=1")
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.code == 2 and len(lines) == 1 and "--no-such-flag" in lines[0], res
+
+
 def test_every_command_has_bad_argument_cases():
     missing = [c for c in _commands() if c not in CASES]
     assert not missing, f"add bad-argument cases for: {missing}"
