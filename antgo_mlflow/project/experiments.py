@@ -315,6 +315,7 @@ def train(
         MLFLOW_SOURCE_TYPE,
     )
 
+    from antgo_mlflow.credentials import is_secret_key
     from antgo_mlflow.project.child_run import run_entry_point
 
     check_name(exp, "--exp")
@@ -327,6 +328,11 @@ def train(
             f"{folder / MLPROJECT}: no entry point {entry_point!r} (has {', '.join(spec._entry_points) or 'none'})"
         )
     params = {k: str(v) for k, v in (params or {}).items()}
+    secret = [k for k in params if is_secret_key(k)]
+    if secret:  # -P values are MLflow params and `mlflow run` arguments: visible to everyone
+        raise UsageError(
+            f"-P {secret[0]}: secrets never go into params; use an environment variable"
+        )
     entry = spec._entry_points.get(entry_point)
     declared = entry.parameters if entry is not None else {}
     if gpu_id is not None:

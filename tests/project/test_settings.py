@@ -143,13 +143,29 @@ def test_white_user_passwords_never_reach_mlflow(project, tmp_path, cli):
     assert res.code == 0 and "bob" in res.stdout and SECRET not in res.stdout
 
 
-def test_passwords_on_the_command_line_are_refused(tmp_path, cli):
+def test_passwords_on_the_command_line_are_refused(tmp_path, cli, monkeypatch):
     res = cli("tool", "label/start", f"--src={tmp_path}", f"--tgt={tmp_path / 'out'}",
               "--tags=Car:0", f"--white-users=ann:{SECRET}")  # fmt: skip
     assert res.code == 2 and "--white-users: give user names only" in res.stderr
     assert SECRET not in res.stderr and not (tmp_path / "out").exists()
     res = cli("tool", "browser/images", f"--src={tmp_path}", f"--white-users=ann:{SECRET}")
     assert res.code == 2 and SECRET not in res.stderr
+    # an entry-point parameter named like a secret would be an MLflow param and an argument
+    from antgo_mlflow.project.projects import create_project
+
+    create_project(name="sec")
+    (tmp_path / "e1").mkdir()
+    (tmp_path / "e1" / "MLproject").write_text(
+        "name: e1\nentry_points:\n  train:\n    command: x\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    res = cli("train", "--project=sec", "--exp=e1", "-P", f"db_password={SECRET}")
+    assert res.code == 2 and "-P db_password: secrets never go into params" in res.stderr
+    assert (
+        SECRET not in res.stderr
+        and get_client().search_runs([get_client().get_experiment_by_name("sec").experiment_id])
+        == []
+    )
 
 
 def test_params_and_config_snapshots_hold_no_secret():
