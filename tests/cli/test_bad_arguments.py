@@ -188,11 +188,27 @@ CASES: dict[str, list[list[str]]] = {
         ["--project=sweep", "--role=expert"],
         ["--project=sweep", "--role=product", "--version=x"],
     ],
+    "submitter ls": [["--ssh", "--docker"], ["--json", "--bogus"]],
+    "submitter select": [["--ip=10.0.0.9"], ["--ip=10.0.0.9", "--ssh"], []],
+    "submitter template": [
+        ["--ssh", "--docker"],
+        ["--ssh", "--tgt={under_file}"],
+        ["--ssh", f"--tgt={RO}"],
+    ],
+    "submitter update": [
+        ["--ssh"],
+        ["--ssh", "--config={deep}"],
+        ["--ssh", "--config={missing}"],
+        ["--ssh", "--ip=10.0.0.9", "--port=99999"],
+        ["--ssh", "--ip=10.0.0.9", "--port=abc"],
+        ["--docker", "--ssh", "--config={missing}"],
+    ],
     "train": [
         ["--project=sweep", "--exp=nosuch"],
         ["--project=sweep", "--exp=../e"],
         ["--project=nosuch", "--exp=e1"],
         ["--project=sweep", "--exp=e1", "-P", "novalue"],
+        ["--project=sweep", "--exp=e1", "--cloud", "--ssh", "--docker"],
         [],
     ],
 }
@@ -363,6 +379,7 @@ def test_bad_arguments_fail_in_one_line_with_exit_2_and_write_nothing(
         pytest.skip("needs Linux's sysfs as a read-only folder")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("ANTGO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ANTGO_CONFIG_DIR", str(tmp_path / "config"))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -377,4 +394,5 @@ def test_bad_arguments_fail_in_one_line_with_exit_2_and_write_nothing(
     assert "s3cret" not in res.stderr + res.stdout
     assert _snapshot(inputs["root"]) == before  # inputs untouched
     assert not (tmp_path / "out").exists() and list(work.iterdir()) == []
+    assert not (tmp_path / "config").exists()  # per-user submitter settings untouched
     assert _store_state(store) == store_before
