@@ -146,7 +146,7 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+                self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
             except Exception as exc:  # the store being briefly unreachable must not stop training
                 log.debug("heartbeat for run %s failed: %s", self.run_id, exc)
 
@@ -162,7 +162,7 @@ def claim(client, run) -> Heartbeat:
     from mlflow.entities import RunTag
 
     tags = [RunTag(OWNER_PREFIX + k, v) for k, v in current_owner().items()]
-    tags.append(RunTag(HEARTBEAT_TAG, f"{time.time():.0f}"))
+    tags.append(RunTag(HEARTBEAT_TAG, f"{time.time():.3f}"))
     reason = run.data.tags.get(REASON_TAG)
     if reason:
         tags.append(RunTag(RESUMED_TAG, reason))

@@ -22,8 +22,9 @@ def _steps(run_id, key):
     return [m.step for m in MlflowClient().get_metric_history(run_id, key)]
 
 
-def _train_and_kill9(make_config, tmp_path, subprocess_env, python):
+def _train_and_kill9(make_config, tmp_path, subprocess_env, python, monkeypatch):
     """Train in a subprocess; SIGKILL it once metrics past the epoch-1 checkpoint were stored."""
+    monkeypatch.chdir(tmp_path)  # the store's artifacts (./mlruns) stay in the test's folder
     create_project(name=PROJECT)
     cfg = make_config(
         max_epochs="3",
@@ -33,8 +34,10 @@ def _train_and_kill9(make_config, tmp_path, subprocess_env, python):
         ),
         evaluation=None,
         experiment_name=repr(PROJECT),
-        custom_hooks="[dict(type='MlflowLoggerHook', log_model=False, batch_seconds=0)]",
-        log_config="dict(interval=2, hooks=[dict(type='TextLoggerHook')])",
+        log_config=(
+            "dict(interval=2, hooks=[dict(type='TextLoggerHook'), "
+            "dict(type='MlflowLoggerHook', log_model=False, batch_seconds=0)])"
+        ),
     )
     work = tmp_path / "w"
     proc = subprocess.Popen([python, "-c", TRAIN_SCRIPT, str(cfg), str(work)], env=subprocess_env,
@@ -58,8 +61,10 @@ def _train_and_kill9(make_config, tmp_path, subprocess_env, python):
     return cfg, work, run_id
 
 
-def test_kill9_run_is_reaped_as_killed(make_config, tmp_path, subprocess_env, python, capsys):
-    _, _, run_id = _train_and_kill9(make_config, tmp_path, subprocess_env, python)
+def test_kill9_run_is_reaped_as_killed(
+    make_config, tmp_path, subprocess_env, python, capsys, monkeypatch
+):
+    _, _, run_id = _train_and_kill9(make_config, tmp_path, subprocess_env, python, monkeypatch)
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "RUNNING"  # nobody could tell MLflow otherwise
     assert run.data.tags[run_owner.OWNER_PREFIX + "pid"] and run.data.tags[run_owner.HEARTBEAT_TAG]
@@ -73,8 +78,10 @@ def test_kill9_run_is_reaped_as_killed(make_config, tmp_path, subprocess_env, py
     assert run.info.end_time <= float(run.data.tags[run_owner.HEARTBEAT_TAG]) * 1000 + 1
 
 
-def test_resume_after_kill9_has_no_duplicate_steps(make_config, tmp_path, subprocess_env, python):
-    cfg, work, run_id = _train_and_kill9(make_config, tmp_path, subprocess_env, python)
+def test_resume_after_kill9_has_no_duplicate_steps(
+    make_config, tmp_path, subprocess_env, python, monkeypatch
+):
+    cfg, work, run_id = _train_and_kill9(make_config, tmp_path, subprocess_env, python, monkeypatch)
     assert load_checkpoint(work / "latest.pth")["meta"]["iter"] < max(_steps(run_id, "train/loss"))
     resumed = run_from_config(
         cfg, cfg_options=["data.train.delay=0"], work_dir=work, resume_from="auto"
