@@ -61,7 +61,7 @@ def _report(summary) -> None:
 
 @click.command("package/tfrecord")
 @_options
-def package_tfrecord_cmd(src, tgt, prefix, num, workers, antgo_template, data_roots):
+def package_tfrecord_cmd(src, tgt, prefix, **options):
     """Pack standard GT into TFRecord shards (+ -index files and a manifest written last).
 
     Files: PREFIX-00000-of-0000N-tfrecord, PREFIX-00000-of-0000N-index, PREFIX-manifest.json
@@ -76,22 +76,12 @@ def package_tfrecord_cmd(src, tgt, prefix, num, workers, antgo_template, data_ro
     """
     from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 
-    _report(
-        package_tfrecord(
-            src,
-            tgt,
-            prefix,
-            num=num,
-            workers=workers,
-            antgo_template=antgo_template,
-            data_roots=data_roots,
-        )
-    )
+    _report(package_tfrecord(src, tgt, prefix, **options))
 
 
 @click.command("package/kv")
 @_options
-def package_kv_cmd(src, tgt, prefix, num, workers, antgo_template, data_roots):
+def package_kv_cmd(src, tgt, prefix, **options):
     """Pack standard GT into LMDB shards (keys PREFIX-<index>, no pickle) and a manifest.
 
     Files: PREFIX-00000-of-0000N-kvrecord (one LMDB file per shard) and PREFIX-manifest.json.
@@ -102,14 +92,4 @@ def package_kv_cmd(src, tgt, prefix, num, workers, antgo_template, data_roots):
     """
     from antgo_mlflow.tools.package_kv import package_kv
 
-    _report(
-        package_kv(
-            src,
-            tgt,
-            prefix,
-            num=num,
-            workers=workers,
-            antgo_template=antgo_template,
-            data_roots=data_roots,
-        )
-    )
+    _report(package_kv(src, tgt, prefix, **options))

@@ -30,13 +30,5 @@ def package_kv(
     """
     from antgo_mlflow.data.pack import pack
 
-    return pack(
-        src,
-        tgt,
-        prefix,
-        num=num,
-        workers=workers,
-        fmt="kv",
-        antgo_template=antgo_template,
-        data_roots=data_roots,
-    )
+    options = dict(num=num, workers=workers, antgo_template=antgo_template, data_roots=data_roots)
+    return pack(src, tgt, prefix, fmt="kv", **options)

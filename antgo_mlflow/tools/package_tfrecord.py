@@ -43,13 +43,5 @@ def package_tfrecord(
     """
     from antgo_mlflow.data.pack import pack
 
-    return pack(
-        src,
-        tgt,
-        prefix,
-        num=num,
-        workers=workers,
-        fmt="tfrecord",
-        antgo_template=antgo_template,
-        data_roots=data_roots,
-    )
+    options = dict(num=num, workers=workers, antgo_template=antgo_template, data_roots=data_roots)
+    return pack(src, tgt, prefix, fmt="tfrecord", **options)
