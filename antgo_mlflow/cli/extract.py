@@ -11,6 +11,7 @@ from antgo_mlflow.cli.options import (
     POSITIVE_INT,
 )
 from antgo_mlflow.cli.package import data_root_option
+from antgo_mlflow.tools.tags import TAGS_HELP
 
 SRC_HELP = "Input folder."
 
@@ -118,7 +119,7 @@ def extract_videos_cmd(src, tgt, frame_rate, max_size, ext):
 @click.command("extract/coco")
 @click.option("--src", required=True, help="COCO instances JSON file.")
 @click.option("--tgt", required=True, help="Output dataset folder.")
-@click.option("--tags", default=None, help="Category mapping name:index,... (others dropped).")
+@click.option("--tags", default=None, help=f"Category mapping: {TAGS_HELP} (others dropped).")
 @click.option(
     "--images", default=None, help="Folder of the COCO images [default: the JSON's folder]."
 )

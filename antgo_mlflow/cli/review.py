@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from antgo_mlflow.cli.options import PORT, POSITIVE_FLOAT
+from antgo_mlflow.tools.tags import TAGS_HELP
 
 
 def _csv(value: str | None) -> list[str]:
@@ -116,7 +117,7 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 @click.option("--to", "to", is_flag=True, help="GT -> Label Studio tasks (with annotations).")
 @click.option("--src", required=True, help="Input JSON (export with --from, GT with --to).")
 @click.option("--tgt", default=".", show_default=True, help="Output folder.")
-@click.option("--tags", help="Class name:index pairs, e.g. lefthand:0,righthand:1.")
+@click.option("--tags", help=f"Classes: {TAGS_HELP}.")
 @click.option(
     "--prefix",
     default="",
@@ -179,7 +180,7 @@ def label_merge_cmd(src, tgt, remap, to_):
 @click.command("label/start")
 @click.option("--src", required=True, help="GT JSON file with the images to label.")
 @click.option("--tgt", default=".", show_default=True, help="Output folder.")
-@click.option("--tags", required=True, help="Classes, e.g. Car:0,Train:1.")
+@click.option("--tags", required=True, help=f"Classes: {TAGS_HELP}.")
 @click.option(
     "--type",
     "label_type",

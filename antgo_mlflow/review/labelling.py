@@ -464,9 +464,9 @@ def label_start(
     from antgo_mlflow.gt import load_gt, read_meta, save_gt, write_meta
     from antgo_mlflow.gt.meta import default_meta
     from antgo_mlflow.review.browser import sigterm_as_exception
-    from antgo_mlflow.tools.label_studio import parse_tags
+    from antgo_mlflow.tools.tags import parse_tags
 
-    mapping = parse_tags(tags) if isinstance(tags, str) else dict(tags)
+    mapping = parse_tags(tags)
     if not mapping:
         raise UsageError("--tags is required, e.g. Car:0,Train:1")
     label_config(mapping, label_type)  # validates --type before anything starts

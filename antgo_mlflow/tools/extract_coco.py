@@ -30,45 +30,11 @@ from antgo_mlflow.gt.io import ANNOTATION_FILE, inside_root
 from antgo_mlflow.gt.meta import META_FILE
 from antgo_mlflow.progress import progress
 from antgo_mlflow.tools._extract_common import ExtractSummary, check_dir, check_file, check_tgt
+from antgo_mlflow.tools.tags import parse_tags
 
 MISSING_IMAGE = "missing image file"
 CORRUPT_IMAGE = "unreadable image file"
 IMAGES_DIR = "images"
-
-
-def parse_tags(tags: str | dict[str, int] | None) -> dict[str, int] | None:
-    """``"person:0,car:1"`` -> ``{"person": 0, "car": 1}``; ``"person,car"`` numbers them in order.
-
-    Several names may share an index (they are merged into one class).
-    """
-    if tags is None or tags == "" or tags == {}:
-        return None
-    if isinstance(tags, dict):
-        items = list(tags.items())
-    else:
-        parts = [p.strip() for p in tags.split(",") if p.strip()]
-        with_idx = [":" in p for p in parts]
-        if any(with_idx) and not all(with_idx):
-            raise UsageError(f"--tags={tags}: give every name an index (name:idx) or none")
-        items = []
-        for i, part in enumerate(parts):
-            name, _, idx = part.rpartition(":") if ":" in part else (part, "", str(i))
-            try:
-                items.append((name.strip(), int(idx)))
-            except ValueError:
-                raise UsageError(
-                    f"--tags={tags}: '{part}' is not name:index (index must be an integer)"
-                ) from None
-    mapping: dict[str, int] = {}
-    for name, idx in items:
-        if not name:
-            raise UsageError(f"--tags={tags}: empty category name")
-        if not isinstance(idx, int) or idx < 0:
-            raise UsageError(f"--tags={tags}: index of '{name}' must be an integer >= 0")
-        if name in mapping:
-            raise UsageError(f"--tags={tags}: '{name}' is given twice")
-        mapping[name] = idx
-    return mapping
 
 
 def _load_coco(path: Path) -> dict[str, Any]:

@@ -35,29 +35,13 @@ from antgo_mlflow.errors import DataError, UsageError
 from antgo_mlflow.fileio import read_json
 from antgo_mlflow.gt import load_gt, new_sample, read_meta, save_gt, write_meta
 from antgo_mlflow.gt.meta import default_meta
+from antgo_mlflow.tools.tags import class_names, parse_tags
 
 RECT = ("rectanglelabels", "rectangle")
 POLY = ("polygonlabels", "polygon")
 KEYP = ("keypointlabels", "keypoint")
 KNOWN = (*RECT, *POLY, *KEYP, "choices", "relation")
 _UPLOAD_HASH = re.compile(r"^[0-9a-f]{8}-")
-
-
-def parse_tags(text: str | None) -> dict[str, int] | None:
-    """``"Car:0,Train:1"`` -> ``{"Car": 0, "Train": 1}`` (None when empty)."""
-    if not text:
-        return None
-    out: dict[str, int] = {}
-    for part in text.split(","):
-        name, sep, idx = part.strip().rpartition(":")
-        if not sep or not name or not idx.strip().lstrip("-").isdigit():
-            raise UsageError(f"--tags: expected name:index pairs like Car:0,Train:1, got {part!r}")
-        if name in out:
-            raise UsageError(f"--tags: {name!r} is given twice")
-        out[name] = int(idx)
-    if len(set(out.values())) != len(out):
-        raise UsageError("--tags: two names share one index")
-    return out
 
 
 def _num(v: float) -> float | int:
@@ -125,12 +109,7 @@ class _Classes:
         return self.map[name]
 
     def names(self) -> list[str]:
-        size = max(self.map.values(), default=-1) + 1
-        out = [str(i) for i in range(size)]
-        for name, idx in self.map.items():
-            if idx >= 0:
-                out[idx] = name
-        return out
+        return class_names(self.map)
 
 
 def _rect_px(value: dict, w: int, h: int, where: str, allow_rotation: bool) -> list:
@@ -306,9 +285,7 @@ def from_studio(
     """
     src = Path(src)
     tasks = _read_export(src)
-    classes = _Classes(
-        parse_tags(tags) if isinstance(tags, str) or tags is None else dict(tags), str(src)
-    )
+    classes = _Classes(parse_tags(tags), str(src))
     samples, skipped = [], 0
     for task in tasks:
         sample = studio_task_to_gt(task, classes, prefix, allow_rotation, f"{src}: ")
@@ -489,7 +466,7 @@ def to_studio(
     """
     src = Path(src)
     samples = load_gt(src, inside=False)  # tasks reference images; none is read
-    mapping = parse_tags(tags) if isinstance(tags, str) or tags is None else dict(tags)
+    mapping = parse_tags(tags)
     if mapping:
         names = _Classes(mapping, "").names()
     else:

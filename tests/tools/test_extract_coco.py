@@ -10,7 +10,8 @@ import pytest
 
 from antgo_mlflow.errors import GTFormatError, UsageError
 from antgo_mlflow.gt import load_gt, read_meta
-from antgo_mlflow.tools.extract_coco import extract_coco, parse_tags
+from antgo_mlflow.tools.extract_coco import extract_coco
+from antgo_mlflow.tools.tags import parse_tags
 from tests.helpers import assert_one_line_error
 from tests.tools._extract_data import files_under, make_image, run_inprocess, write_json
 
