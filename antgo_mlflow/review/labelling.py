@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import DataError, ServiceError, UsageError
+from antgo_mlflow.review.browser import free_port
 
 VENV_ENV = "ANTGO_LABEL_STUDIO_VENV"
 INSTALL_HINT = "bash scripts/install_label_studio.sh (Label Studio in its own virtualenv)"
@@ -308,7 +309,7 @@ class LabelSession:
         else:
             # Label Studio serves local files only from a strict subfolder of its document root.
             server = LabelStudioServer(
-                data_dir or folder / ".label-studio", port or _free_port(), root.parent
+                data_dir or folder / ".label-studio", port or free_port(), root.parent
             )
             server.start(echo=echo)
             api = Api(server.url, server.token)
@@ -515,11 +516,3 @@ def _common_root(folder: Path, samples: list[dict]) -> Path:
         str((folder / s["image_file"]).resolve().parent) for s in samples if s.get("image_file")
     ]
     return Path(os.path.commonpath(paths))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
