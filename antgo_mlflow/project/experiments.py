@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import TrackingError, UsageError
 from antgo_mlflow.fileio import atomic_write_text
 from antgo_mlflow.project.projects import (
@@ -40,8 +41,8 @@ from antgo_mlflow.project.projects import (
     whoami,
 )
 
-ENV_PROJECT = "ANTGO_PROJECT"
-ENV_EXP = "ANTGO_EXP"
+ENV_PROJECT = env.ANTGO_PROJECT
+ENV_EXP = env.ANTGO_EXP
 MLPROJECT = "MLproject"
 
 
@@ -92,10 +93,10 @@ def find_marker(start: str | os.PathLike | None = None) -> dict[str, str]:
         if candidate.is_file():
             found = read_marker(candidate)
             break
-    if os.environ.get(ENV_PROJECT):
-        found = {"project": os.environ[ENV_PROJECT]}
-    if os.environ.get(ENV_EXP):
-        found["exp"] = os.environ[ENV_EXP]
+    if project := env.text(ENV_PROJECT):
+        found = {"project": project}
+    if exp := env.text(ENV_EXP):
+        found["exp"] = exp
     return found
 
 

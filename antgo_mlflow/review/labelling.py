@@ -28,17 +28,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import DataError, ServiceError, UsageError
 from antgo_mlflow.review.browser import free_port
 
-VENV_ENV = "ANTGO_LABEL_STUDIO_VENV"
+VENV_ENV = env.ANTGO_LABEL_STUDIO_VENV
 INSTALL_HINT = "bash scripts/install_label_studio.sh (Label Studio in its own virtualenv)"
 LABEL_TYPES = ("RECT", "POLYGON", "POINT", "CLASS")
 
 
 def label_studio_venv() -> Path | None:
     """The Label Studio virtualenv: $ANTGO_LABEL_STUDIO_VENV, else ~/.cache/antgo-mlflow/label-studio-venv."""
-    value = os.environ.get(VENV_ENV)
+    value = env.text(VENV_ENV)
     venv = (
         Path(value).expanduser()
         if value
