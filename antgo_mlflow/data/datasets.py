@@ -610,9 +610,4 @@ def _buffer_shuffle(items, size: int, seed) -> Iterator:
     yield from buffer
 
 
-def build_dataset(cfg: dict) -> Dataset:
-    """``DATASETS.build(cfg)`` (kept here so callers need not know the registry)."""
-    return DATASETS.build(cfg)
-
-
 __all__ = ["KVDataset", "ShardSource", "TFDataset", "TFStreamDataset", "resolve_source"]
