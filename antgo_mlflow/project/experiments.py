@@ -16,7 +16,6 @@ How a folder is marked as belonging to an antgo project (used by ``context_provi
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -102,19 +101,9 @@ def find_marker(start: str | os.PathLike | None = None) -> dict[str, str]:
 
 # -- create / list -----------------------------------------------------------------------------
 def _scaffold(name: str, root: Path, recipe: str | None) -> None:
-    try:
-        from antgo_mlflow.tools.scaffold import create_mvp
-    except ImportError as exc:
-        raise UsageError(
-            "'antgo create exp' needs 'antgo create mvp' (antgo_mlflow.tools.scaffold), "
-            "which is not installed"
-        ) from exc
-    if recipe and "recipe" in inspect.signature(create_mvp).parameters:
-        create_mvp(name, str(root), force=False, recipe=recipe)
-    elif recipe and recipe != "cifar10":
-        create_mvp(f"{name}/{recipe}", str(root), force=False)  # antgo's --name=<exp>/<template>
-    else:
-        create_mvp(name, str(root), force=False)
+    from antgo_mlflow.tools.scaffold import create_mvp
+
+    create_mvp(name, str(root), force=False, recipe=recipe or "cifar10")
 
 
 def create_exp(
