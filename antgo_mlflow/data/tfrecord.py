@@ -15,16 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from crc32c import crc32c as _crc32c  # a required dependency (setup.py): no "extra" to suggest
 
 from antgo_mlflow.data.manifest import SHARD_RE, shard_name  # noqa: F401  (re-exported)
 from antgo_mlflow.errors import ShardError
-
-try:  # a dependency of the `tfrecord` package: a C implementation, cheap to import
-    from crc32c import crc32c as _crc32c
-except ImportError:  # pragma: no cover - tfrecord always brings it
-    from antgo_mlflow.errors import require
-
-    _crc32c = require("crc32c", "data").crc32c
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
