@@ -126,7 +126,7 @@ def extract_videos_cmd(src, tgt, frame_rate, max_size, ext):
 def extract_coco_cmd(src, tgt, tags, images):
     """Convert a COCO instances JSON into a standard GT dataset, one sample per image.
 
-    Each sample holds all boxes of its image (COCO xywh -> absolute xyxy), labels, segments in
+    Each sample holds all boxes of its image (COCO xywh -> absolute xyxy, 2 decimals), labels, segments in
     COCO's encoding (flat polygons [[x0,y0,x1,y1,...],...] or RLE dicts as given) and keypoints
     as joints2d. Crowd annotations are kept with box_visibility 0 and iscrowd 1. Labels come
     from --tags (name:index; other categories are dropped) or else from the COCO category ids

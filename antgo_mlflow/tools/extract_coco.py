@@ -1,8 +1,8 @@
 """extract/coco: a COCO instances JSON -> a standard GT dataset folder (one sample per image).
 
 Conventions (documented for users in the command help):
-- ``bboxes`` are COCO ``[x, y, w, h]`` turned into absolute ``[x0, y0, x1, y1]``; boxes with
-  ``w <= 0`` or ``h <= 0`` are dropped and counted.
+- ``bboxes`` are COCO ``[x, y, w, h]`` turned into absolute ``[x0, y0, x1, y1]``, rounded to 2
+  decimals; boxes with ``w <= 0`` or ``h <= 0`` are dropped and counted.
 - ``segments`` keep COCO's own encoding per instance: a list of flat polygons
   ``[[x0, y0, x1, y1, ...], ...]`` (an instance may have several parts) or an RLE dict as given;
   ``[]`` for an instance without segmentation.
@@ -35,6 +35,16 @@ from antgo_mlflow.tools.tags import parse_tags
 MISSING_IMAGE = "missing image file"
 CORRUPT_IMAGE = "unreadable image file"
 IMAGES_DIR = "images"
+
+
+#: Decimals kept in box coordinates: COCO gives pixels with about 2 decimals; x + w in floating
+#: point adds noise digits (130.23000000000002) that would only bloat the GT file.
+BOX_DECIMALS = 2
+
+
+def _xyxy(x: float, y: float, w: float, h: float) -> list[float]:
+    """COCO ``[x, y, w, h]`` as ``[x0, y0, x1, y1]`` rounded to ``BOX_DECIMALS``."""
+    return [round(v, BOX_DECIMALS) for v in (x, y, x + w, y + h)]
 
 
 def _load_coco(path: Path) -> dict[str, Any]:
@@ -213,7 +223,7 @@ def extract_coco(
             crowd = []
             for ann in per_image[iid]:
                 x, y, w, h = (float(v) for v in ann["bbox"])
-                sample["bboxes"].append([x, y, x + w, y + h])
+                sample["bboxes"].append(_xyxy(x, y, w, h))
                 sample["labels"].append(label_of[ann["category_id"]])
                 is_crowd = int(bool(ann.get("iscrowd", 0)))
                 crowd.append(is_crowd)
