@@ -129,6 +129,11 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 def label_studio_cmd(from_, to, src, tgt, tags, prefix, allow_rotation):
     """Convert Label Studio JSON exports to GT (--from) and back (--to).
 
+    --to exports boxes, polygons, keypoints and image choices. COCO RLE masks (the crowd regions
+    of real COCO sets) have no Label Studio form: their box is exported, the mask dropped, and
+    the summary says how many. The crowd flag travels as a per-region choice "crowd" and comes
+    back with --from (iscrowd 1, box_visibility 0).
+
     \b
     Example:
       antgo tool label/studio --from --src=project-1-export.json --tgt=./ds --tags=lefthand:0,righthand:1
@@ -145,7 +150,11 @@ def label_studio_cmd(from_, to, src, tgt, tags, prefix, allow_rotation):
         click.echo(f"{r['samples']} samples -> {r['gt']}{skipped}")
     else:
         r = label_studio.to_studio(src, tgt, tags, prefix)
-        click.echo(f"{r['tasks']} tasks -> {r['json']}")
+        n = r["rle_masks_dropped"]
+        rle = (
+            f" ({n} RLE masks dropped: Label Studio has no RLE; their boxes are kept)" if n else ""
+        )
+        click.echo(f"{r['tasks']} tasks -> {r['json']}{rle}")
 
 
 @click.command("label/merge")

@@ -11,15 +11,18 @@ pixels). Reading (``--from``):
 * ``keypointlabels``/``keypoint`` -> ``joints2d``/``joints_vis``, grouped by ``parentID`` (a
   rectangle, or a root keypoint as antgo did); keypoints with no group form one instance. The
   joint position is the label's index in the tag map; joints not marked get [0, 0] and vis 0.
-* ``choices`` -> ``image_label_name`` (several choices joined by ",") and ``image_label``.
+* ``choices`` -> ``image_label_name`` (several choices joined by ",") and ``image_label``; a
+  per-region ``choices`` result of control ``crowd`` (the region's id, value ``["crowd"]``)
+  marks that instance as a crowd (``iscrowd`` 1, ``box_visibility`` 0, as extract/coco writes).
 * ``relation`` results are ignored; any other type is refused, naming the task and the type.
 
 Class indices come from ``tags`` ("Car:0,Train:1"); without it names are numbered in order of
 first appearance. The first annotation of each task that was not cancelled is used; tasks
 without one are skipped and counted. Writing (``--to``) is the inverse; a GT made by ``--from``
 comes back unchanged through ``--to`` then ``--from`` (coordinates rounded to 6 decimals).
-Not representable in Label Studio: COCO RLE segments (refused), keypoint visibility other than
-0/1 (comes back as 1), coordinates of invisible keypoints (come back as [0, 0]).
+Not representable in Label Studio: COCO RLE masks (crowd regions of real COCO sets: ``--to``
+exports their box and drops the mask, counting it in the summary), keypoint visibility other
+than 0/1 (comes back as 1), coordinates of invisible keypoints (come back as [0, 0]).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ POLY = ("polygonlabels", "polygon")
 KEYP = ("keypointlabels", "keypoint")
 KNOWN = (*RECT, *POLY, *KEYP, "choices", "relation")
 _UPLOAD_HASH = re.compile(r"^[0-9a-f]{8}-")
+#: The per-region choice that carries COCO's crowd flag through Label Studio.
+CROWD = "crowd"
 
 
 def _num(v: float) -> float | int:
@@ -176,6 +181,7 @@ def studio_task_to_gt(
     by_id: dict[str, dict] = {}
     rect_ids = {r.get("id") for r in results if r.get("type") in RECT and r.get("id")}
     child_polys, kps = [], []
+    crowd_ids: set = set()
     for k, r in enumerate(results):
         rtype = r.get("type")
         here = f"{where}task {tid}, result {r.get('id', k)}"
@@ -215,11 +221,16 @@ def studio_task_to_gt(
             else:
                 xs, ys = [p[0] for p in px], [p[1] for p in px]
                 bbox = [min(xs), min(ys), max(xs), max(ys)]
-                instances.append({"bbox": bbox, "label": label, "polys": [px], "joints": {}})
+                inst = {"bbox": bbox, "label": label, "polys": [px], "joints": {}}
+                instances.append(inst)
+                by_id[r.get("id")] = inst
         elif rtype in KEYP:
             x = _check_pct(value.get("x"), "x", here) / 100 * w
             y = _check_pct(value.get("y"), "y", here) / 100 * h
             kps.append((r, [_num(x), _num(y)], classes.index(_label_of(value, rtype), here)))
+        elif rtype == "choices" and r.get("from_name") == CROWD:
+            if CROWD in (value.get("choices") or []):
+                crowd_ids.add(r.get("id"))
         elif rtype == "choices":
             name = ",".join(value.get("choices") or [])
             sample["image_label_name"] = name
@@ -254,6 +265,10 @@ def studio_task_to_gt(
         )
     sample["bboxes"] = [i["bbox"] for i in instances]
     sample["labels"] = [i["label"] for i in instances]
+    crowd = {id(inst) for rid, inst in by_id.items() if rid in crowd_ids}
+    if crowd:
+        sample["iscrowd"] = [int(id(i) in crowd) for i in instances]
+        sample["box_visibility"] = [0 if id(i) in crowd else 1 for i in instances]
     if any(i["polys"] for i in instances):
         sample["segments"] = [
             (
@@ -333,9 +348,18 @@ def _pct(v: float, size: int) -> float:
 
 
 def gt_to_studio_task(
-    sample: dict, index: int, names: list[str], prefix: str = "", where: str = ""
+    sample: dict,
+    index: int,
+    names: list[str],
+    prefix: str = "",
+    where: str = "",
+    dropped: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """One GT sample -> one Label Studio task with one annotation (the export format)."""
+    """One GT sample -> one Label Studio task with one annotation (the export format).
+
+    RLE masks have no Label Studio form: the instance's box is exported and the mask dropped
+    (counted in ``dropped["rle_masks"]``). Crowd instances get a per-region ``crowd`` choice.
+    """
     w, h = int(sample.get("width") or 0), int(sample.get("height") or 0)
     image = sample.get("image_file") or ""
     image = f"{prefix}{image}" if image else sample.get("image_url", "")
@@ -351,14 +375,15 @@ def gt_to_studio_task(
     segments = sample.get("segments") or []
     joints = sample.get("joints2d") or []
     joints_vis = sample.get("joints_vis") or []
+    crowd = sample.get("iscrowd") or []
     for i, box in enumerate(bboxes):
         label = labels[i] if i < len(labels) else -1
         rid = f"s{index}i{i}"
         seg = segments[i] if i < len(segments) else []
-        if isinstance(seg, dict):
-            raise DataError(
-                f"{where}sample {index}, instance {i}: RLE segments cannot be sent to Label Studio"
-            )
+        if isinstance(seg, dict):  # COCO RLE (crowd regions): the box goes, the mask cannot
+            if dropped is not None:
+                dropped["rle_masks"] = dropped.get("rle_masks", 0) + 1
+            seg = []
         parts = []
         if seg:
             if all(isinstance(p, (list, tuple)) and len(p) == 2 for p in seg):
@@ -409,6 +434,16 @@ def gt_to_studio_task(
             if not polygon_only:
                 res["parentID"] = rid
             results.append(res)
+        if i < len(crowd) and crowd[i]:
+            results.append(
+                {
+                    "id": rid,  # per-region: the same id as its region
+                    "type": "choices",
+                    "from_name": CROWD,
+                    "to_name": "image",
+                    "value": {"choices": [CROWD]},
+                }
+            )
         inst_joints = joints[i] if i < len(joints) else []
         inst_vis = joints_vis[i] if i < len(joints_vis) else []
         for j, pt in enumerate(inst_joints):
@@ -472,7 +507,10 @@ def to_studio(
     else:
         meta = read_meta(src.parent if src.is_file() else src) or {}
         names = list((meta.get("meta") or {}).get("category") or [])
-    tasks = [gt_to_studio_task(s, i, names, prefix, f"{src}: ") for i, s in enumerate(samples)]
+    dropped: dict[str, int] = {}
+    tasks = [
+        gt_to_studio_task(s, i, names, prefix, f"{src}: ", dropped) for i, s in enumerate(samples)
+    ]
     tgt = Path(tgt)
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt {tgt}: must be a folder")
@@ -480,4 +518,4 @@ def to_studio(
     from antgo_mlflow.fileio import atomic_write_json
 
     atomic_write_json(out, tasks, indent=1)
-    return {"json": str(out), "tasks": len(tasks)}
+    return {"json": str(out), "tasks": len(tasks), "rle_masks_dropped": dropped.get("rle_masks", 0)}
