@@ -8,6 +8,7 @@ is not a config problem fails alone (``TrialFailed``, caught by Optuna); config 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -74,6 +75,22 @@ def trial_config(
     return cfg
 
 
+@contextlib.contextmanager
+def _fluent_experiment(experiment_id: str):
+    """``mlflow.pytorch.log_model`` files the logged model under the fluent API's experiment
+    ($MLFLOW_EXPERIMENT_ID/NAME, else Default), not the run's: point it at the trial's experiment
+    for the trial, or ``antgo add expert --id=<trial run>`` finds no model."""
+    saved = {k: os.environ.pop(k, None) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    os.environ["MLFLOW_EXPERIMENT_ID"] = str(experiment_id)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
+
+
 def _frozen(trial):
     """The stored form of a running trial (Optuna 5's Trial has no system_attrs)."""
     trials = trial.study.get_trials(deepcopy=False)
@@ -117,6 +134,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.on_start()
+        with _fluent_experiment(self.experiment_id):
+            return self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> float:
         from antgo_mlflow.engine.runner import Runner
 
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")

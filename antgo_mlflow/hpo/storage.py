@@ -78,12 +78,22 @@ def kind(url: str) -> str:
 
 
 def normalise(url: str) -> str:
-    """``postgres://`` (Heroku style) as SQLAlchemy's ``postgresql://``; paths made absolute."""
+    """A URL SQLAlchemy opens: ``postgres://`` and ``postgresql://`` get the installed driver
+    (``postgresql+psycopg2://``); journal paths are made absolute."""
     if kind(url) == "journal":
         return str(Path(url).expanduser().resolve())
     if url.startswith("postgres://"):
-        return "postgresql://" + url[len("postgres://") :]
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3; the hpo extra installs psycopg2
+        url = f"postgresql+{_pg_driver()}://" + url[len("postgresql://") :]
     return url
+
+
+def _pg_driver() -> str:
+    import importlib.util
+
+    return "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
 
 
 def journal_path(url: str) -> Path | None:
@@ -147,7 +157,10 @@ def open_storage(url: str, heartbeat: int | None = None, stale_callback=None, cr
             heartbeat_stale_trial_callback=stale_callback,
         )
     except ImportError as exc:
-        raise UsageError(f"--storage={shown}: no database driver ({exc})") from exc
+        raise UsageError(
+            f"--storage={shown}: no database driver for it (PostgreSQL: pip install "
+            "'antgo-mlflow[hpo]', which has psycopg2-binary)"
+        ) from exc
     except Exception as exc:  # sqlalchemy's OperationalError/ArgumentError, driver errors
         raise UsageError(f"--storage={shown}: cannot connect: {_first_line(exc)}") from exc
 

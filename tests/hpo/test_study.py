@@ -1,0 +1,161 @@
+"""`antgo hpo` end to end on tiny data: the study run, its trial runs, --show, roles, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from tests.helpers import assert_one_line_error
+from tests.tools._extract_data import run_inprocess
+
+
+def _runs(client: MlflowClient):
+    exps = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(exps) if exps else []
+
+
+def test_a_4_trial_study_is_one_parent_run_with_4_children_and_the_best_on_the_parent(
+    hpo_config, run_antgo, hpo_env, tmp_path
+):
+    config = hpo_config(log_model=True, experiment_name="'digits-team'")
+    res = run_antgo(
+        "hpo", f"--config={config}", "--trials=4", "--study=s4", "--seed=0", "--pruner=none",
+        cwd=tmp_path, env=hpo_env,
+    )  # fmt: skip
+    assert res.code == 0, res
+    assert res.stderr.count("antgo-hpo: trial ") == 4
+    assert "Traceback" not in res.stderr
+
+    client = MlflowClient()
+    runs = _runs(client)
+    (parent,) = [r for r in runs if r.data.tags.get("antgo.process") == "hpo"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 5 and len(children) == 4
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.data.tags["antgo.hpo.trial"] for r in children) == ["0", "1", "2", "3"]
+    # each trial is a training run like any other: params, per-epoch metrics, checkpoint
+    child = children[0]
+    assert "optimizer.lr" in child.data.params and "model.width" in child.data.params
+    steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/top_1")]
+    assert steps == [1, 2]
+    assert "checkpoints" in {a.path for a in client.list_artifacts(child.info.run_id)}
+
+    study = optuna.load_study(study_name="s4", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    best = study.best_trial
+    tags = parent.data.tags
+    assert tags["antgo.hpo.best_trial"] == str(best.number)
+    assert tags["antgo.hpo.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert json.loads(tags["antgo.hpo.best_params"]) == best.params
+    assert float(tags["antgo.hpo.best.optimizer.lr"]) == best.params["optimizer.lr"]
+    assert tags["antgo.hpo.sampler"] == "tpe" and tags["antgo.hpo.pruner"] == "none"
+    assert parent.data.metrics["val/top_1"] == best.value
+    assert json.loads(parent.data.params["hpo.space.model.width"]) == {
+        "type": "int",
+        "low": 2,
+        "high": 6,
+    }
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "hpo")}
+    assert {"hpo/optimization_history.png", "hpo/param_importances.png"} <= artifacts
+    assert {"hpo/trials.json", "hpo/best.json"} <= artifacts
+    assert f"run {best.user_attrs['mlflow_run_id']}" in res.stdout
+
+    # --show, as a table and as JSON (the default storage is found without --storage)
+    shown = run_antgo("hpo", "--show", "--study=s4", cwd=tmp_path, env=hpo_env)
+    assert shown.code == 0, shown
+    assert "optimizer.lr" in shown.stdout and shown.stdout.count("COMPLETE") == 4
+    shown = run_antgo("hpo", "--show", "--study=s4", "--json", cwd=tmp_path, env=hpo_env)
+    rows = json.loads(shown.stdout)["trials"]
+    assert [r["number"] for r in rows] == [0, 1, 2, 3]
+    assert {r["mlflow_run_id"] for r in rows} == {c.info.run_id for c in children}
+
+    # the best trial's model takes a role with the existing role commands
+    assert run_antgo("create", "project", "--name=digits-team", env=hpo_env).code == 0
+    added = run_antgo(
+        "add", "expert", "--project=digits-team", "--exp=exp1",
+        f"--id={tags['antgo.hpo.best_run_id']}", env=hpo_env,
+    )  # fmt: skip
+    assert added.code == 0, added
+    version = client.get_model_version_by_alias("digits-team", "champion")
+    assert version.run_id == tags["antgo.hpo.best_run_id"]
+
+
+def test_a_study_continues_under_the_same_run(hpo_config, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = hpo_config(epochs=1)
+    first = run_inprocess(capsys, "hpo", f"--config={config}", "--trials=1", "--study=again")
+    assert first.code == 0, first
+    second = run_inprocess(capsys, "hpo", f"--config={config}", "--trials=2", "--study=again")
+    assert second.code == 0, second
+    client = MlflowClient()
+    runs = _runs(client)
+    (parent,) = [r for r in runs if r.data.tags.get("antgo.process") == "hpo"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and parent.data.tags["antgo.hpo.n_trials"] == "3"
+
+
+BAD_SPACE = "{'optimizer.lrr': dict(type='float', low=0.01, high=0.5)}"
+LOW_HIGH = "{'optimizer.lr': dict(type='float', low=0.5, high=0.01)}"
+
+
+@pytest.mark.parametrize(
+    ("space", "args", "fragments"),
+    [
+        (BAD_SPACE, [], ["hpo.space", "'optimizer.lrr'", "did you mean 'optimizer.lr'"]),
+        (LOW_HIGH, [], ["hpo.space.optimizer.lr", "low=0.5 is greater than high=0.01"]),
+        (None, ["--sampler=bayes"], ["--sampler=bayes", "tpe, random, cmaes, grid"]),
+        (None, ["--pruner=asha"], ["--pruner=asha", "median, hyperband, none"]),
+        (None, ["--trials=0"], ["--trials=0", ">= 1"]),
+        (None, ["--workers=0"], ["--workers=0", ">= 1"]),
+        (None, ["--sampler=grid"], ["hpo.space.optimizer.lr", "--sampler=grid needs discrete"]),
+        (
+            None,
+            ["--storage=postgresql://me:pw@127.0.0.1:1/optuna"],
+            ["--storage=postgresql+psycopg2://me:***@127.0.0.1:1/optuna", "cannot connect"],
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_creates_nothing(
+    hpo_config, capsys, tmp_path, monkeypatch, space, args, fragments
+):
+    monkeypatch.chdir(tmp_path)
+    config = hpo_config(space=space) if space else hpo_config()
+    res = run_inprocess(capsys, "hpo", f"--config={config}", "--study=bad", *args)
+    assert_one_line_error(res, *fragments)
+    assert "pw@" not in res.stderr
+    assert not (tmp_path / "optuna.db").exists()
+    assert _runs(MlflowClient()) == []
+    assert not (tmp_path / "output").exists()
+
+
+def test_a_metric_never_logged_is_one_line_and_leaves_no_study(
+    hpo_config, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = hpo_config(metric="val/top_5", epochs=3)
+    res = run_inprocess(capsys, "hpo", f"--config={config}", "--study=nometric", "--trials=3")
+    # the study had started (its first line is on stderr); the error is one line, no traceback
+    assert res.code == 2 and "Traceback" not in res.stderr
+    (error,) = [line for line in res.stderr.splitlines() if "error" in line]
+    assert error == res.stderr.strip().splitlines()[-1]
+    assert "hpo.metric: val/top_5 is never logged by the evaluation (it logs: val/top_1" in error
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert "nometric" not in optuna.get_all_study_names(storage)
+    runs = _runs(MlflowClient())
+    (parent,) = [r for r in runs if r.data.tags.get("antgo.process") == "hpo"]
+    (trial,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FAILED" and trial.info.status == "FAILED"
+    assert "val/top_5 is never logged" in parent.data.tags["antgo.error"]
+
+
+def test_show_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run_inprocess(capsys, "hpo", "--show", "--study=nope")
+    assert_one_line_error(res, "--storage", "no study storage next to the MLflow store")
+    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    res = run_inprocess(capsys, "hpo", "--show", "--study=nope")
+    assert_one_line_error(res, "--study=nope: not in sqlite:///")
+    listed = run_inprocess(capsys, "hpo", "--show")
+    assert listed.code == 0 and listed.stdout.startswith("other: 0 trials")
