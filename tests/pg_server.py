@@ -31,12 +31,13 @@ def _free_port() -> int:
 
 
 def find_bin() -> Path | None:
-    """The folder with ``initdb``/``pg_ctl`` (PATH first, then Debian's /usr/lib/postgresql)."""
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
+    """The folder with ``initdb``/``pg_ctl``/``createdb``: Debian's /usr/lib/postgresql/<v>/bin,
+    else where ``pg_ctl`` on PATH points (links resolved: some images link only a few tools)."""
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
-    return Path(versions[0]).parent if versions else None
+    if versions:
+        return Path(versions[0]).parent
+    found = shutil.which("pg_ctl")
+    return Path(found).resolve().parent if found else None
 
 
 class PgServer:
