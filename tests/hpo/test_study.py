@@ -159,3 +159,33 @@ def test_show_errors_are_one_line(capsys, tmp_path, monkeypatch):
     assert_one_line_error(res, "--study=nope: not in sqlite:///")
     listed = run_inprocess(capsys, "hpo", "--show")
     assert listed.code == 0 and listed.stdout.startswith("other: 0 trials")
+
+
+@pytest.mark.slow
+def test_mlflow_run_hpo_makes_the_project_run_the_study_run(hpo_config, hpo_env, tmp_path):
+    """`mlflow run <repo> -e hpo --env-manager local -P trials=2` on a toy config."""
+    import subprocess
+    import sys
+
+    from tests.hpo.conftest import REPO
+
+    config = hpo_config(epochs=1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "hpo", "--env-manager",
+            "local", "-P", f"config={config}", "-P", "trials=2", "-P", "study=proj",
+            "-P", "pruner=none",
+        ],
+        cwd=tmp_path, env=dict(hpo_env, MLFLOW_TRACKING_URI=uri), capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = _runs(client)
+    (parent,) = [r for r in runs if r.data.tags.get("mlflow.project.entryPoint") == "hpo"]
+    assert parent.data.tags["antgo.process"] == "hpo" and parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 3 and len(children) == 2
+    assert {r.info.experiment_id for r in runs} == {parent.info.experiment_id}
+    assert "antgo.hpo.best_run_id" in parent.data.tags
