@@ -160,8 +160,8 @@ def run_study(opts: HpoOptions, say: Callable[[str], None] = say_err) -> dict[st
             )
     else:
         study = optuna.create_study(study_name=name, storage=storage, direction=spec.direction)
-        study.set_user_attr(METRIC_ATTR, spec.metric)
-        study.set_user_attr("config", str(Path(opts.config).resolve()))
+    study.set_user_attr(METRIC_ATTR, spec.metric)
+    study.set_user_attr("config", str(Path(opts.config).resolve()))
 
     client = MlflowClient()
     parent = None
@@ -195,6 +195,7 @@ def run_study(opts: HpoOptions, say: Callable[[str], None] = say_err) -> dict[st
             work_root=str(work_root),
             first_number=len(study.trials),
             n_trials=n_trials,
+            queued=[t.number for t in study.trials if t.state.name == "WAITING"],
             sampler=sampler,
             pruner=pruner,
             seed=opts.seed,
@@ -212,7 +213,9 @@ def run_study(opts: HpoOptions, say: Callable[[str], None] = say_err) -> dict[st
             run_worker(worker, url, say=say)
         else:
             run_processes(worker, url, say)
-            budget = Budget(worker.first_number, worker.n_trials, worker.deadline)
+            budget = Budget(
+                worker.first_number, worker.n_trials, worker.deadline, tuple(worker.queued)
+            )
             if budget.decide(study) != "stop":  # a worker died: finish its trials here
                 say("antgo-hpo: finishing the remaining trials in this process")
                 run_worker(replace(worker, index=opts.workers), url, say=say)
@@ -264,7 +267,7 @@ def run_processes(spec, url: str, say: Callable[[str], None]) -> None:
     """Start ``spec.workers`` worker processes on the study, report trials as they finish, and
     wait. A worker's config/storage error becomes this process's error (one line); a worker
     killed by a signal is reported and the others carry on (its trial is retried)."""
-    from antgo_mlflow.hpo.worker import error_file
+    from antgo_mlflow.hpo.worker import Budget, error_file
 
     root = Path(spec.work_root)
     env = dict(os.environ)
@@ -273,7 +276,8 @@ def run_processes(spec, url: str, say: Callable[[str], None]) -> None:
     threads = max(1, (os.cpu_count() or 1) // spec.workers)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     procs: list[tuple[int, subprocess.Popen, Any]] = []
-    watcher = TrialWatcher(url, spec.study_name, spec.first_number, say)
+    budget = Budget(spec.first_number, spec.n_trials, queued=tuple(spec.queued))
+    watcher = TrialWatcher(url, spec.study_name, budget, say)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame):
@@ -332,13 +336,13 @@ class TrialWatcher:
     """Prints one line per trial that finished since the last ``poll`` (workers write theirs to
     their log files)."""
 
-    def __init__(self, url: str, study_name: str, first_number: int, say):
+    def __init__(self, url: str, study_name: str, budget, say):
         import optuna
 
         self.study = optuna.load_study(
             study_name=study_name, storage=storages.open_storage(url, heartbeat=None)
         )
-        self.first = first_number
+        self.budget = budget
         self.say = say
         self.seen: set[int] = set()
 
@@ -347,7 +351,7 @@ class TrialWatcher:
 
         with contextlib.suppress(Exception):  # a busy storage: report on the next poll
             for t in self.study.get_trials(deepcopy=False):
-                if t.number >= self.first and t.state.is_finished() and t.number not in self.seen:
+                if self.budget.mine(t) and t.state.is_finished() and t.number not in self.seen:
                     self.seen.add(t.number)
                     self.say(trial_line(t, self.study.user_attrs.get(METRIC_ATTR, "value")))
 

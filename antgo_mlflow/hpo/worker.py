@@ -34,6 +34,7 @@ class WorkerSpec:
     work_root: str
     first_number: int
     n_trials: int
+    queued: list[int] = field(default_factory=list)
     sampler: str = "tpe"
     pruner: str = "median"
     seed: int | None = None
@@ -60,12 +61,17 @@ class WorkerSpec:
 
 @dataclass
 class Budget:
-    """``n_trials`` trials numbered from ``first_number`` (earlier ones belong to earlier runs of
-    the study); a trial that failed because its worker died and was queued again does not count."""
+    """``n_trials`` trials: those numbered from ``first_number`` (earlier ones belong to earlier
+    runs of the study) and the ``queued`` ones (waiting when this run began: enqueued by hand or
+    retries). A trial that failed because its worker died and was queued again does not count."""
 
     first_number: int
     n_trials: int
     deadline: float | None = None
+    queued: tuple[int, ...] = ()
+
+    def mine(self, trial) -> bool:
+        return trial.number >= self.first_number or trial.number in self.queued
 
     def decide(self, study) -> str:
         """``'run'`` (start or resume a trial), ``'wait'`` (others run the last trials; one of
@@ -78,7 +84,7 @@ class Budget:
         if any(t.state == TrialState.WAITING for t in trials):
             return "run"
         replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-        mine = [t for t in trials if t.number >= self.first_number]
+        mine = [t for t in trials if self.mine(t)]
         claimed = sum(1 for t in mine if t.state != TrialState.FAIL or t.number not in replaced)
         if claimed < self.n_trials:
             return "run"
@@ -158,7 +164,7 @@ def run_worker(spec: WorkerSpec, storage_url: str, say: Callable[[str], None] | 
         return work(
             study,
             objective,
-            Budget(spec.first_number, spec.n_trials, spec.deadline),
+            Budget(spec.first_number, spec.n_trials, spec.deadline, tuple(spec.queued)),
             lock,
             poll_s=spec.poll_s,
             callbacks=[report],

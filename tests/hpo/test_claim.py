@@ -104,3 +104,16 @@ def test_servers_without_a_lock_get_a_no_op(url):
     lock.acquire()
     lock.release()
     assert type(lock).__name__ == "ClaimLock"
+
+
+def test_trials_queued_before_the_run_are_part_of_its_budget():
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 0.5})
+    study.enqueue_trial({"x": 1.5})
+    budget = Budget(first_number=2, n_trials=2, queued=(0, 1))
+    for _ in range(2):
+        assert budget.decide(study) == "run"
+        trial = study.ask()
+        study.tell(trial, trial.suggest_float("x", 0, 2))
+    assert [t.params["x"] for t in study.trials] == [0.5, 1.5]
+    assert budget.decide(study) == "stop"
