@@ -37,17 +37,18 @@ from pathlib import Path
 
 import numpy as np
 
+from antgo_mlflow.engine.metrics import ClassificationMetric, as_arrays
 from antgo_mlflow.registry import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @METRICS.register_module(name="BenchNLL", force=True)
-class BenchNLL:
+class BenchNLL(ClassificationMetric):
     """Mean negative log-likelihood of the true class, and top-1 (trials import this module)."""
 
     def __call__(self, preds, labels) -> dict[str, float]:
-        preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels).astype(int)
+        preds, labels = as_arrays(preds, labels)
         p = np.clip(preds[np.arange(len(labels)), labels], 1e-12, 1.0)
         return {"nll": float(-np.log(p).mean()), "top_1": float((preds.argmax(1) == labels).mean())}
 
