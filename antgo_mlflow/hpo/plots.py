@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,17 @@ def optimization_history(study, metric: str, path: Path) -> Path | None:
 
 
 def param_importances(study, path: Path) -> Path | None:
-    """fANOVA importance of each parameter for the objective (needs two or more complete trials
-    that differ); None when it cannot be computed."""
+    """Each parameter's importance for the objective (Optuna's default evaluator, PED-ANOVA in
+    Optuna 5; needs two or more complete trials that differ); None when it cannot be computed."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return None
     try:
-        importances = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # "quantiles select the same set": few trials
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study)
     except Exception as exc:  # too few distinct trials, a single-valued parameter, ...
         log.info("parameter importance not computed: %s", exc)
         return None
@@ -74,7 +77,7 @@ def param_importances(study, path: Path) -> Path | None:
     ax.barh(names, values, color="tab:blue")
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.2f}", va="center", fontsize=8)
-    ax.set_xlabel("importance (fANOVA)")
+    ax.set_xlabel("importance")
     ax.set_xlim(0, max(values) * 1.2 or 1.0)
     ax.set_title(f"parameter importance: {study.study_name}")
     fig.tight_layout()

@@ -31,6 +31,7 @@ from antgo_mlflow.hpo.space import HpoSpec
 from antgo_mlflow.hpo.table import to_json, trial_rows
 
 _VALUE_LIMIT = 5000
+KILLED_REASON_TAG = "antgo.killed_reason"
 
 
 def _tags(items: Mapping[str, Any]) -> list[RunTag]:
@@ -129,8 +130,9 @@ def end_run(client: MlflowClient, run_id: str, status: str, tags: Mapping[str, A
 
 
 def close_lost_run(trial, reason: str) -> str | None:
-    """End the MLflow run of a trial whose worker died (if the run is still RUNNING): FAILED
-    with ``antgo.hpo.state=lost`` and the reason. Returns the run id it closed."""
+    """End the MLflow run of a trial whose worker died (if the run is still RUNNING): KILLED with
+    ``antgo.hpo.state=lost`` and the reason in ``antgo.killed_reason`` (as the engine's reaper of
+    runs whose trainer is gone). Returns the run id it closed."""
     run_id = trial.user_attrs.get(RUN_ID_ATTR)
     if not run_id:
         return None
@@ -141,7 +143,7 @@ def close_lost_run(trial, reason: str) -> str | None:
         return None
     if run.info.status != "RUNNING" or run.data.tags.get(TAG_TRIAL) != str(trial.number):
         return None  # finished, or a retry clone still pointing at its original's run
-    end_run(client, run_id, "FAILED", {STATE_TAG: "lost", "antgo.error": reason})
+    end_run(client, run_id, "KILLED", {STATE_TAG: "lost", KILLED_REASON_TAG: reason})
     return run_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import optuna
 import pytest
@@ -18,12 +19,13 @@ def _runs(client: MlflowClient):
 
 
 def test_a_4_trial_study_is_one_parent_run_with_4_children_and_the_best_on_the_parent(
-    hpo_config, run_antgo, hpo_env, tmp_path
+    hpo_config, capsys, tmp_path, monkeypatch
 ):
+    monkeypatch.chdir(tmp_path)
     config = hpo_config(log_model=True, experiment_name="'digits-team'")
-    res = run_antgo(
-        "hpo", f"--config={config}", "--trials=4", "--study=s4", "--seed=0", "--pruner=none",
-        cwd=tmp_path, env=hpo_env,
+    res = run_inprocess(
+        capsys, "hpo", f"--config={config}", "--trials=4", "--study=s4", "--seed=0",
+        "--pruner=none",
     )  # fmt: skip
     assert res.code == 0, res
     assert res.stderr.count("antgo-hpo: trial ") == 4
@@ -63,37 +65,48 @@ def test_a_4_trial_study_is_one_parent_run_with_4_children_and_the_best_on_the_p
     assert f"run {best.user_attrs['mlflow_run_id']}" in res.stdout
 
     # --show, as a table and as JSON (the default storage is found without --storage)
-    shown = run_antgo("hpo", "--show", "--study=s4", cwd=tmp_path, env=hpo_env)
+    shown = run_inprocess(capsys, "hpo", "--show", "--study=s4")
     assert shown.code == 0, shown
     assert "optimizer.lr" in shown.stdout and shown.stdout.count("COMPLETE") == 4
-    shown = run_antgo("hpo", "--show", "--study=s4", "--json", cwd=tmp_path, env=hpo_env)
+    shown = run_inprocess(capsys, "hpo", "--show", "--study=s4", "--json")
     rows = json.loads(shown.stdout)["trials"]
     assert [r["number"] for r in rows] == [0, 1, 2, 3]
     assert {r["mlflow_run_id"] for r in rows} == {c.info.run_id for c in children}
 
     # the best trial's model takes a role with the existing role commands
-    assert run_antgo("create", "project", "--name=digits-team", env=hpo_env).code == 0
-    added = run_antgo(
-        "add", "expert", "--project=digits-team", "--exp=exp1",
-        f"--id={tags['antgo.hpo.best_run_id']}", env=hpo_env,
+    assert run_inprocess(capsys, "create", "project", "--name=digits-team").code == 0
+    added = run_inprocess(
+        capsys, "add", "expert", "--project=digits-team", "--exp=exp1",
+        f"--id={tags['antgo.hpo.best_run_id']}",
     )  # fmt: skip
     assert added.code == 0, added
     version = client.get_model_version_by_alias("digits-team", "champion")
     assert version.run_id == tags["antgo.hpo.best_run_id"]
 
 
-def test_a_study_continues_under_the_same_run(hpo_config, capsys, tmp_path, monkeypatch):
+@pytest.mark.server
+def test_a_study_continues_under_the_same_run_on_a_tracking_server(
+    hpo_config, capsys, tmp_path, monkeypatch, mlflow_server
+):
+    """Against a real mlflow server: the default study storage is then ./optuna.db."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
     config = hpo_config(epochs=1)
-    first = run_inprocess(capsys, "hpo", f"--config={config}", "--trials=1", "--study=again")
-    assert first.code == 0, first
-    second = run_inprocess(capsys, "hpo", f"--config={config}", "--trials=2", "--study=again")
-    assert second.code == 0, second
+    name = f"again-{uuid.uuid4().hex[:8]}"  # the server is shared by the session's tests
+    for _ in range(2):
+        res = run_inprocess(capsys, "hpo", f"--config={config}", "--trials=1", f"--study={name}")
+        assert res.code == 0, res
     client = MlflowClient()
-    runs = _runs(client)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`antgo.hpo.study` = '{name}'",
+    )
     (parent,) = [r for r in runs if r.data.tags.get("antgo.process") == "hpo"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 3 and parent.data.tags["antgo.hpo.n_trials"] == "3"
+    assert len(children) == 2 and parent.data.tags["antgo.hpo.n_trials"] == "2"
+    assert parent.info.status == "FINISHED" and (tmp_path / "optuna.db").is_file()
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "hpo")}
+    assert "hpo/optimization_history.png" in artifacts
 
 
 BAD_SPACE = "{'optimizer.lrr': dict(type='float', low=0.01, high=0.5)}"

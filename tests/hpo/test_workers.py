@@ -31,16 +31,15 @@ def _children(client: MlflowClient, parent_id: str):
     return client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
-@pytest.mark.server
+@pytest.mark.slow
 def test_two_workers_on_postgresql_run_exactly_the_requested_trials(
-    hpo_config, hpo_env, pg_url, mlflow_server, tmp_path
+    hpo_config, hpo_env, pg_url, tmp_path
 ):
-    """Against a real mlflow server and a real PostgreSQL; the trial count is exact although
-    both workers ask for trials at the same moments."""
-    env = dict(hpo_env, MLFLOW_TRACKING_URI=mlflow_server)
+    """The trial count is exact although both workers ask for trials at the same moments."""
+    env = hpo_env
     config = hpo_config(epochs=1)
     proc = _antgo(
-        "hpo", f"--config={config}", "--trials=6", "--workers=2", f"--storage={pg_url}",
+        "hpo", f"--config={config}", "--trials=4", "--workers=2", f"--storage={pg_url}",
         "--study=pair", "--seed=3", "--pruner=none", env=env, cwd=tmp_path,
     )  # fmt: skip
     out, err = proc.communicate(timeout=300)
@@ -49,20 +48,20 @@ def test_two_workers_on_postgresql_run_exactly_the_requested_trials(
 
     study = optuna.load_study(study_name="pair", storage=normalise(pg_url))
     numbers = [t.number for t in study.trials]
-    assert numbers == [0, 1, 2, 3, 4, 5]
+    assert numbers == [0, 1, 2, 3]
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) == 2  # both processes took trials
     # TPE with constant_liar and per-worker seeds: no two trials got the same values
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
 
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient()
     parent = study.user_attrs["mlflow_parent_run_id"]
     children = _children(client, parent)
     assert sorted(int(r.data.tags["antgo.hpo.trial"]) for r in children) == numbers
     assert {r.info.status for r in children} == {"FINISHED"}
     assert client.get_run(parent).data.tags["antgo.hpo.workers"] == "2"
-    assert err.count("antgo-hpo: trial ") == 6  # reported by the parent as trials finish
+    assert err.count("antgo-hpo: trial ") == 4  # reported by the parent as trials finish
 
 
 def _wait_for_running_trial(storage: str, deadline: float):
@@ -80,11 +79,12 @@ def _wait_for_running_trial(storage: str, deadline: float):
     raise AssertionError("no trial started running")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_sigkill_leaves_its_trial_failed_and_it_is_retried(
     hpo_config, hpo_env, pg_url, tmp_path
 ):
     storage = normalise(pg_url)
-    config = hpo_config(epochs=4, delay=0.01)
+    config = hpo_config(epochs=3, delay=0.01)
     proc = _antgo(
         "hpo", f"--config={config}", "--trials=3", "--workers=2", f"--storage={pg_url}",
         "--study=kill", "--pruner=none", "--heartbeat=1", env=hpo_env, cwd=tmp_path,
@@ -111,9 +111,9 @@ def test_a_worker_killed_with_sigkill_leaves_its_trial_failed_and_it_is_retried(
 
     client = MlflowClient()
     lost = client.get_run(dead.user_attrs["mlflow_run_id"])
-    assert lost.info.status == "FAILED"
+    assert lost.info.status == "KILLED"
     assert lost.data.tags["antgo.hpo.state"] == "lost"
-    assert "no heartbeat" in lost.data.tags["antgo.error"]
+    assert "no heartbeat" in lost.data.tags["antgo.killed_reason"]
     again = client.get_run(retry.user_attrs["mlflow_run_id"])
     assert again.info.run_id != lost.info.run_id
     assert again.data.tags["antgo.hpo.retry_of"] == str(dead.number)
