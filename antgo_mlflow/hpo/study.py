@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -55,6 +56,25 @@ class HpoOptions:
     work_dir: str | None = None
     heartbeat: int = 10
     gpu_id: str | None = None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so the study's and
+    trials' runs end KILLED instead of staying RUNNING (the Runner has its own handler while a
+    trial trains)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def say_err(line: str) -> None:
@@ -122,7 +142,13 @@ def _experiment_id(client, opts: HpoOptions, cfg) -> str:
 
 def run_study(opts: HpoOptions, say: Callable[[str], None] = say_err) -> dict[str, Any]:
     """Run ``opts.trials`` trials of the config's ``hpo`` search; returns the summary
-    (``best``: number, value, params, mlflow_run_id; ``counts``; ``study``; ``run_id``)."""
+    (``best``: number, value, params, mlflow_run_id; ``counts``; ``study``; ``run_id``).
+    SIGTERM and Ctrl-C end the study's run and the running trials' runs KILLED."""
+    with sigterm_as_interrupt():
+        return _run_study(opts, say)
+
+
+def _run_study(opts: HpoOptions, say: Callable[[str], None]) -> dict[str, Any]:
     check_options(opts)
     cfg = load_config(opts.config, opts.cfg_options)
     spec = parse_spec(cfg)
@@ -278,13 +304,6 @@ def run_processes(spec, url: str, say: Callable[[str], None]) -> None:
     procs: list[tuple[int, subprocess.Popen, Any]] = []
     budget = Budget(spec.first_number, spec.n_trials, queued=tuple(spec.queued))
     watcher = TrialWatcher(url, spec.study_name, budget, say)
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    if sys.platform != "win32":
-        signal.signal(signal.SIGTERM, on_term)
     try:
         for i in range(spec.workers):
             worker = replace(spec, index=i, threads=threads)
@@ -313,7 +332,6 @@ def run_processes(spec, url: str, say: Callable[[str], None]) -> None:
                 p.kill()
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         for _, _, out in procs:
             out.close()
     errors = []

@@ -109,7 +109,13 @@ def work(study, objective, budget: Budget, lock, poll_s: float = 1.0, callbacks=
                 optuna.storages.fail_stale_trials(study)
             decision = budget.decide(study)
             if decision == "run":
-                study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    catch=(TrialFailed,),
+                    callbacks=callbacks,
+                    gc_after_trial=True,  # a trial's model and loaders go before the next one
+                )
                 ran += 1
         finally:
             lock.release()
@@ -180,6 +186,7 @@ def error_file(work_root: str | os.PathLike, index: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Worker process entry: ``python -m antgo_mlflow.hpo.worker <spec.json>``."""
     from antgo_mlflow.hpo.storage import STORAGE_ENV
+    from antgo_mlflow.hpo.study import sigterm_as_interrupt
 
     args = sys.argv[1:] if argv is None else argv
     spec = WorkerSpec.load(args[0])
@@ -191,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(spec.threads)
-        run_worker(spec, storage_url)
+        with sigterm_as_interrupt():
+            run_worker(spec, storage_url)
     except AntgoError as exc:
         from antgo_mlflow.fileio import atomic_write_text
 

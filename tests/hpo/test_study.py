@@ -202,3 +202,74 @@ def test_mlflow_run_hpo_makes_the_project_run_the_study_run(hpo_config, hpo_env,
     assert len(runs) == 3 and len(children) == 2
     assert {r.info.experiment_id for r in runs} == {parent.info.experiment_id}
     assert "antgo.hpo.best_run_id" in parent.data.tags
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner"), [("random", "hyperband"), ("cmaes", "median"), ("grid", "none")]
+)
+def test_every_sampler_and_pruner_runs_a_study(
+    hpo_config, capsys, tmp_path, monkeypatch, sampler, pruner
+):
+    monkeypatch.chdir(tmp_path)
+    space = (
+        "{'optimizer.lr': dict(type='float', low=0.05, high=0.2, step=0.05), "
+        "'model.width': dict(type='categorical', choices=[2, 4])}"
+    )
+    config = hpo_config(space=space, epochs=1)
+    res = run_inprocess(
+        capsys, "hpo", f"--config={config}", "--trials=3", f"--sampler={sampler}",
+        f"--pruner={pruner}", "--seed=1", f"--study={sampler}",
+    )  # fmt: skip
+    assert res.code == 0, res
+    study = optuna.load_study(study_name=sampler, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert len(study.trials) == 3
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    if sampler == "grid":  # 8 grid points, 3 trials: no point twice
+        assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
+
+
+def test_a_grid_smaller_than_the_trials_runs_each_point_once(
+    hpo_config, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = hpo_config(space="{'model.width': dict(type='int', low=2, high=3)}", epochs=1)
+    res = run_inprocess(
+        capsys, "hpo", f"--config={config}", "--trials=5", "--sampler=grid", "--study=g"
+    )
+    assert res.code == 0, res
+    assert "the grid has 2 points; running 2 trials" in res.stderr
+    study = optuna.load_study(study_name="g", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert sorted(t.params["model.width"] for t in study.trials) == [2, 3]
+
+
+def test_sigterm_ends_the_study_run_and_the_running_trial_killed(hpo_config, hpo_env, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = hpo_config(epochs=20, delay=0.01)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "antgo_mlflow", "hpo", f"--config={config}", "--trials=2",
+         "--study=term"],
+        cwd=tmp_path, env=hpo_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name="term", storage=storage)
+            if study.trials and study.trials[0].intermediate_values:
+                break
+        except Exception:  # not created yet, or the file is busy: look again
+            pass
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    runs = _runs(MlflowClient())
+    (parent,) = [r for r in runs if r.data.tags.get("antgo.process") == "hpo"]
+    (trial,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "KILLED" and trial.info.status == "KILLED"
+    assert (tmp_path / "output" / "hpo" / "term" / "trial_0000" / "latest.pth").is_file()
