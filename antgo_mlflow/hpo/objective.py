@@ -155,28 +155,40 @@ class Objective:
         )
         hook = OptunaPruningHook(trial, self.spec.metric, self.spec.direction)
         work_dir = self.work_root / f"trial_{trial.number:04d}"
-        runner = None
         try:
             runner = Runner(cfg, work_dir=work_dir, gpu_id=self.gpu_id, hooks=[hook])
             runner.train()
-        except (optuna.TrialPruned, AntgoError, KeyboardInterrupt):
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            _set_state(trial, "interrupted")
+            raise
+        except AntgoError as exc:  # a config problem: the study stops
+            _set_state(trial, "failed", str(exc))
             raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr(ERROR_ATTR, " ".join(message.split())[:500])
+            _set_state(trial, "failed", message)
             raise TrialFailed(message) from exc
         value = hook.value()
-        run_id = trial.user_attrs.get(RUN_ID_ATTR) or (runner.run_id if runner else None)
         if value is None:
+            _set_state(trial, "failed")
             raise MetricNotLogged(
                 f"hpo.metric: {self.spec.metric} was never logged: the training ran no validation "
                 "(check evaluation.interval and max_epochs)"
             )
         if math.isnan(value):
-            if run_id:
-                MlflowClient().set_tag(run_id, STATE_TAG, "failed")
-            trial.set_user_attr(ERROR_ATTR, f"{self.spec.metric} is NaN")
+            _set_state(trial, "failed", f"{self.spec.metric} is NaN")
             raise TrialFailed(f"{self.spec.metric} is NaN")
-        if run_id:
-            MlflowClient().set_tag(run_id, STATE_TAG, "complete")
+        _set_state(trial, "complete")
         return value
+
+
+def _set_state(trial, state: str, error: str | None = None) -> None:
+    """Tag the trial's MLflow run with ``antgo.hpo.state`` (and keep the error on the trial)."""
+    if error:
+        trial.set_user_attr(ERROR_ATTR, " ".join(error.split())[:500])
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if run_id:
+        with contextlib.suppress(Exception):  # the tag is a convenience, never a new failure
+            MlflowClient().set_tag(run_id, STATE_TAG, state)
