@@ -4,15 +4,19 @@ Every study is a real `antgo hpo` process on a real PostgreSQL storage (a throw-
 the digits recipe (recipes/digits/config.py: WideResNet, AdamW + one-cycle), validated every epoch.
 
 - Space: ``optimizer.lr`` (log 1e-4..0.1), ``optimizer.weight_decay`` (log 1e-6..0.3),
-  ``model.backbone.widen_factor`` (1..3, which also sets a trial's cost).
+  ``model.backbone.widen_factor`` (1..2, which also sets a trial's cost). The learning rate alone
+  moves the objective from 1.7 to 0.02.
 - Objective: validation NLL (mean -log p(true class) on the 179-image held-out val split), lower
   is better. Top-1 on that split saturates at 1.0 for most good configs (ties decide nothing);
   the NLL keeps ranking them. Top-1 of each best trial is printed too.
 - Budget: 16 trials of at most 6 epochs per study, 3 sampler seeds; training itself is seeded
-  (the recipe's seed 0), so a configuration scores the same in every study.
-- "TPE reaches random's best": the target is the median over seeds of random search's best NLL
-  (one lucky random run does not set the bar); for each seed, the wall time from the start of
-  the TPE study until a TPE trial finished at or below the target (inf if never);
+  (the recipe's seed 0): a configuration scores the same in every single-process study.
+- Arms: random search without pruning; TPE (4 random start-up trials, multivariate) without
+  pruning; TPE + median pruner (4 start-up trials, pruning from epoch 3, after the one-cycle
+  learning-rate peak). The TPE-alone arm separates what the sampler and the pruner each do.
+- "Reaches random's best": the target is the median over seeds of random search's best NLL (one
+  lucky random run does not set the bar); for each seed, the wall time from the start of the
+  study until one of its trials finished at or below the target (inf if never);
   ratio = median over seeds of that time / median over seeds of random search's wall time.
 - Workers: the 16 configurations of random seed 0 are queued into a new study and run by 2
   worker processes (1 torch thread each); the baseline is random seed 0 itself (the same 16
@@ -53,6 +57,12 @@ class BenchNLL(ClassificationMetric):
         return {"nll": float(-np.log(p).mean()), "top_1": float((preds.argmax(1) == labels).mean())}
 
 
+ARMS = (
+    ("random", ["--sampler=random", "--pruner=none"]),
+    ("tpe", ["--sampler=tpe", "--pruner=none"]),
+    ("tpe+median", ["--sampler=tpe", "--pruner=median"]),
+)
+
 CONFIG = """\
 _base_ = [{base!r}]
 custom_imports = dict(imports=["benchmarks.bench_hpo"])
@@ -66,10 +76,10 @@ hpo = dict(
     space={{
         "optimizer.lr": dict(type="float", low=1e-4, high=0.1, log=True),
         "optimizer.weight_decay": dict(type="float", low=1e-6, high=0.3, log=True),
-        "model.backbone.widen_factor": dict(type="int", low=1, high=3),
+        "model.backbone.widen_factor": dict(type="int", low=1, high=2),
     }},
     sampler=dict(type="tpe", n_startup_trials={startup}, multivariate=True),
-    pruner=dict(type="median", n_startup_trials={startup}, n_warmup_steps=1),
+    pruner=dict(type="median", n_startup_trials={startup}, n_warmup_steps={warmup}),
 )
 """
 
@@ -167,7 +177,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-hpo-"))
     config = root / "config.py"
     base = REPO / "recipes" / "digits" / "config.py"
-    config.write_text(CONFIG.format(base=str(base), epochs=epochs, startup=startup))
+    warmup = min(3, epochs)
+    config.write_text(CONFIG.format(base=str(base), epochs=epochs, startup=startup, warmup=warmup))
     env = dict(os.environ)
     env.update(
         MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
@@ -194,11 +205,8 @@ def main() -> None:
     walls: dict[tuple[str, int], float] = {}
     try:
         for seed in seeds:
-            for method, flags in (
-                ("random", ["--sampler=random", "--pruner=none"]),
-                ("tpe+median", ["--sampler=tpe", "--pruner=median"]),
-            ):
-                name = f"{method.split('+')[0]}-{seed}"
+            for method, flags in ARMS:
+                name = f"{method.replace('+', '-')}-{seed}"
                 started = time.time()
                 wall = run_hpo(
                     [*common, *flags, f"--trials={trials}", f"--seed={seed}", f"--study={name}",
@@ -234,9 +242,10 @@ def main() -> None:
             pg.stop()
 
     target = statistics.median(results[("random", s)]["best"] for s in seeds)
-    reach = [time_to_reach(results[("tpe+median", s)], target) for s in seeds]
     random_wall = statistics.median(walls[("random", s)] for s in seeds)
-    ratio = statistics.median(reach) / random_wall
+    reach = {m: [time_to_reach(results[(m, s)], target) for s in seeds] for m, _ in ARMS[1:]}
+    ratios = {m: statistics.median(reach[m]) / random_wall for m in reach}
+    ratio = ratios["tpe+median"]
     wall1 = walls[("random", 0)]
     speedup = wall1 / wall2
 
@@ -244,7 +253,7 @@ def main() -> None:
     print(f"{'method':<12}{'seed':>5}{'best nll':>10}{'top-1':>8}{'complete':>10}{'pruned':>8}"
           f"{'wall s':>9}{'reach s':>9}")  # fmt: skip
     for seed in seeds:
-        for method in ("random", "tpe+median"):
+        for method, _ in ARMS:
             r = results[(method, seed)]
             top1 = best_top1(r["best_trial"])
             reach_s = time_to_reach(r, target)
@@ -254,11 +263,12 @@ def main() -> None:
                 f"{reach_s:>9.0f}"
             )
     print(f"target (median of random's best nll over seeds): {target:.4f}")
-    print(
-        f"TPE+median time to reach it: {', '.join(f'{x:.0f}' for x in reach)} s (median "
-        f"{statistics.median(reach):.0f} s) vs random's median wall {random_wall:.0f} s -> "
-        f"ratio {ratio:.2f} (goal <= 0.60)"
-    )
+    for method, times in reach.items():
+        print(
+            f"{method} time to reach it: {', '.join(f'{x:.0f}' for x in times)} s (median "
+            f"{statistics.median(times):.0f} s) vs random's median wall {random_wall:.0f} s -> "
+            f"ratio {ratios[method]:.2f}" + (" (goal <= 0.60)" if method == "tpe+median" else "")
+        )
     distinct = len(set(w2["numbers"])) == len(w2["numbers"])
     print(
         f"workers: 1 worker {wall1:.0f} s, 2 workers {wall2:.0f} s for the same {trials} "
