@@ -40,6 +40,15 @@ def _options(cls, chosen: str, from_cfg: Mapping[str, Any], where: str) -> dict:
     return options
 
 
+def worker_seed(seed: int | None, index: int, first_number: int) -> int | None:
+    """The sampler seed of worker ``index`` in a run of a study that starts at trial
+    ``first_number``. Each worker and each continuation of a study draws its own sequence: the
+    same ``--seed`` on a continued study would otherwise repeat the first run's random draws."""
+    if seed is None:
+        return None
+    return (seed + index + 1_000_003 * first_number) % 2**32
+
+
 def build_sampler(name: str, spec: HpoSpec, seed: int | None, parallel: bool = False):
     """The Optuna sampler ``name`` for ``spec`` (``parallel``: several workers share the study)."""
     import optuna

@@ -139,7 +139,7 @@ def run_worker(spec: WorkerSpec, storage_url: str, say: Callable[[str], None] | 
     quiet_optuna()
     cfg = load_config(spec.config, spec.cfg_options)
     hpo = parse_spec(cfg)
-    seed = None if spec.seed is None else spec.seed + spec.index
+    seed = samplers.worker_seed(spec.seed, spec.index, spec.first_number)
     storage = open_storage(
         storage_url,
         heartbeat=spec.heartbeat,
