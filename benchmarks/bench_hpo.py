@@ -22,16 +22,26 @@ the digits recipe (recipes/digits/config.py: WideResNet, AdamW + one-cycle), val
   worker processes (1 torch thread each); the baseline is random seed 0 itself (the same 16
   configurations, 1 process, 2 torch threads). speedup = 1-worker wall / 2-worker wall.
 
+Pieces: the 10 studies (3 arms x 3 seeds, then the 2-worker one) run one after another, and a
+long study runs in pieces (``--piece-seconds``: ``antgo hpo --timeout`` on the continued study),
+so a shared machine's CPU lock is held a few minutes at a time. State (PostgreSQL data, MLflow
+store, ``state.json``) lives in ``--state``; each call runs ``--pieces`` pieces and the table is
+printed once every study is done. A study's clock is the sum of its pieces' walls (process start
+included: every piece pays it), a trial's time its piece's offset plus its completion time.
+
 Run under the CPU lock; the last line is for scripts:
-    flock /work/wt/cpu.lock .venv/bin/python benchmarks/bench_hpo.py [--quick]
+    flock /work/wt/cpu.lock .venv/bin/python benchmarks/bench_hpo.py [--quick]   # all at once
+    flock /work/wt/cpu.lock .venv/bin/python benchmarks/bench_hpo.py --pieces 1 --piece-seconds 420
     ... hpo: random_best=<a> tpe_best=<b> tpe_time_to_random_best_ratio=<r> workers2_speedup=<s>
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,7 +104,7 @@ def _uptime() -> str:
 def run_hpo(args: list[str], env: dict, log: Path) -> float:
     """Run `antgo hpo ARGS` to completion; returns its wall time (s)."""
     t0 = time.perf_counter()
-    with open(log, "w") as out:
+    with open(log, "a") as out:
         proc = subprocess.run(
             [sys.executable, "-m", "antgo_mlflow", "hpo", *args],
             env=env,
@@ -109,8 +119,13 @@ def run_hpo(args: list[str], env: dict, log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def study_result(storage: str, name: str, started: float) -> dict:
-    """Best value, counts, and each finished trial's (seconds since start, value, state)."""
+def finished(study) -> list:
+    """The trials that ran to the end (complete or pruned)."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def study_result(storage: str, name: str, pieces: list[dict]) -> dict:
+    """Best value, counts, and each finished trial's (study-clock seconds, value, state)."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage)
@@ -118,7 +133,13 @@ def study_result(storage: str, name: str, started: float) -> dict:
     for t in study.trials:
         if t.datetime_complete is None:
             continue
-        done.append((t.datetime_complete.timestamp() - started, t.value, t.state.name, t))
+        end = t.datetime_complete.timestamp()
+        offset = 0.0
+        for piece in pieces:  # the piece the trial ended in: earlier pieces' walls + time in it
+            if end <= piece["started"] + piece["wall"] + 1:
+                done.append((offset + max(0.0, end - piece["started"]), t.value, t.state.name, t))
+                break
+            offset += piece["wall"]
     done.sort(key=lambda d: d[0])
     complete = [d for d in done if d[2] == "COMPLETE"]
     best = min(complete, key=lambda d: d[1]) if complete else None
@@ -130,6 +151,7 @@ def study_result(storage: str, name: str, started: float) -> dict:
         "complete": len(complete),
         "pruned": sum(d[2] == "PRUNED" for d in done),
         "numbers": [t.number for t in study.trials],
+        "wall": sum(p["wall"] for p in pieces),
     }
 
 
@@ -155,6 +177,83 @@ def best_top1(trial) -> float | None:
     return top1.get(min(nll, key=nll.get))
 
 
+def load_state(path: Path, setup: dict) -> dict:
+    if path.is_file():
+        state = json.loads(path.read_text())
+        if state["setup"] != setup:
+            raise SystemExit(
+                f"bench_hpo: {path} was made with {state['setup']}, not {setup}: use --reset "
+                "or another --state"
+            )
+        return state
+    return {"setup": setup, "studies": {}}
+
+
+def save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
+def study_names(seeds: list[int]) -> list[tuple[str, str, int]]:
+    """(study name, arm, seed) in run order; the 2-worker study last."""
+    out = [(f"{m.replace('+', '-')}-{s}", m, s) for s in seeds for m, _ in ARMS]
+    return [*out, ("workers2", "workers2", 0)]
+
+
+def run_piece(name, arm, seed, state, ctx) -> None:
+    """One call of `antgo hpo` on study ``name``: the trials it still lacks, stopping to start
+    new ones after ``--piece-seconds`` (0: none)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    entry = state["studies"].setdefault(name, {"pieces": [], "done": False})
+    trials = ctx["trials"]
+    if arm == "workers2":
+        flags = ["--sampler=random", "--pruner=none", "--workers=2"]
+        if name not in optuna.get_all_study_names(ctx["storage"]):
+            # the same configurations as random seed 0, in its order
+            base = optuna.load_study(study_name="random-0", storage=ctx["storage"])
+            queued = optuna.create_study(
+                study_name=name, storage=ctx["storage"], direction="minimize"
+            )
+            for t in sorted(finished(base), key=lambda t: t.number):
+                queued.enqueue_trial(t.params)
+    else:
+        flags = [*dict(ARMS)[arm], f"--seed={seed}"]
+    left = trials
+    if name in optuna.get_all_study_names(ctx["storage"]):
+        left = trials - len(finished(optuna.load_study(study_name=name, storage=ctx["storage"])))
+    if left <= 0:
+        entry["done"] = True
+        return
+    if ctx["piece_seconds"]:
+        longest = max(state.get("longest_trial_s", 60.0), 10.0)
+        flags.append(f"--timeout={max(1.0, ctx['piece_seconds'] - longest - 20):.0f}")
+    load0 = _uptime()
+    started = time.time()
+    wall = run_hpo(
+        [*ctx["common"], *flags, f"--trials={left}", f"--study={name}",
+         f"--work-dir={ctx['root'] / name}"],
+        ctx["env"], ctx["root"] / f"{name}.log",
+    )  # fmt: skip
+    entry["pieces"].append({"started": started, "wall": wall, "load": [load0, _uptime()]})
+    study = optuna.load_study(study_name=name, storage=ctx["storage"])
+    runs = [
+        t for t in finished(study) if t.datetime_start and t.datetime_start.timestamp() >= started
+    ]
+    for t in runs:
+        length = (t.datetime_complete - t.datetime_start).total_seconds()
+        if arm != "workers2":
+            state["longest_trial_s"] = max(state.get("longest_trial_s", 0.0), length)
+    entry["done"] = len(finished(study)) >= trials
+    print(
+        f"  {name}: piece {len(entry['pieces'])}: {len(runs)} trials in {wall:.0f} s (load "
+        f"{load0} -> {_uptime()}); {len(finished(study))}/{trials} done",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -163,7 +262,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--state", default=None, help="state folder (default: in the temp dir)")
+    parser.add_argument("--pieces", type=int, default=0, help="pieces to run now (0: all)")
+    parser.add_argument(
+        "--piece-seconds", type=float, default=0, help="stop starting trials after this (0: none)"
+    )
+    parser.add_argument("--reset", action="store_true", help="start again from nothing")
+    parser.add_argument("--keep", action="store_true", help="keep the state when all is done")
     args = parser.parse_args()
     trials = args.trials or (4 if args.quick else 16)
     epochs = args.epochs or (2 if args.quick else 6)
@@ -174,7 +279,15 @@ def main() -> None:
     from antgo_mlflow.hpo.storage import normalise
     from tests.pg_server import PgServer
 
-    root = Path(tempfile.mkdtemp(prefix="bench-hpo-"))
+    suffix = "-quick" if args.quick else ""
+    root = Path(args.state or Path(tempfile.gettempdir()) / f"antgo-bench-hpo{suffix}").resolve()
+    if args.reset:
+        shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)  # PostgreSQL runs as its own user under root
+    setup = {"trials": trials, "epochs": epochs, "seeds": seeds, "startup": startup}
+    state_path = root / "state.json"
+    state = load_state(state_path, setup)
     config = root / "config.py"
     base = REPO / "recipes" / "digits" / "config.py"
     warmup = min(3, epochs)
@@ -187,80 +300,78 @@ def main() -> None:
         PYTHONUNBUFFERED="1",
     )
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    pg = PgServer()
+    pg = PgServer(keep=root / "pg")
     try:
         pg.start()
-        storage = pg.create_database("bench")
-        storage_note = "PostgreSQL (throw-away server on 127.0.0.1)"
+        storage = pg.create_database("bench", exist_ok=True)
+        storage_note = "PostgreSQL (a server on 127.0.0.1, data in the state folder)"
     except RuntimeError as exc:
         pg = None
         storage = str(root / "optuna-journal.log")
         storage_note = f"journal file (no PostgreSQL here: {exc})"
-    opened = normalise(storage)
-    common = [f"--config={config}", f"--storage={storage}", "--experiment=bench-hpo"]
+    ctx = {
+        "storage": normalise(storage),
+        "common": [f"--config={config}", f"--storage={storage}", "--experiment=bench-hpo"],
+        "root": root,
+        "env": env,
+        "trials": trials,
+        "piece_seconds": args.piece_seconds,
+    }
     print(f"bench_hpo: {trials} trials x <= {epochs} epochs, seeds {seeds}, storage {storage_note}")
-    print(f"bench_hpo: load at start {_uptime()}, work folder {root}")
+    print(f"bench_hpo: load at start {_uptime()}, state {root}")
 
-    results: dict[tuple[str, int], dict] = {}
-    walls: dict[tuple[str, int], float] = {}
+    names = study_names(seeds)
+    ran = 0
     try:
-        for seed in seeds:
-            for method, flags in ARMS:
-                name = f"{method.replace('+', '-')}-{seed}"
-                started = time.time()
-                wall = run_hpo(
-                    [*common, *flags, f"--trials={trials}", f"--seed={seed}", f"--study={name}",
-                     f"--work-dir={root / name}"],
-                    env, root / f"{name}.log",
-                )  # fmt: skip
-                results[(method, seed)] = study_result(opened, name, started)
-                walls[(method, seed)] = wall
-                r = results[(method, seed)]
-                print(
-                    f"  {method:<11} seed {seed}: best nll {r['best']:.4f}, {r['complete']} "
-                    f"complete / {r['pruned']} pruned, {wall:.0f} s",
-                    flush=True,
-                )
-
-        # 2 workers on the same 16 configurations as random seed 0
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        base_study = results[("random", 0)]["study"]
-        queued = optuna.create_study(study_name="workers2", storage=opened, direction="minimize")
-        for t in base_study.trials:
-            queued.enqueue_trial(t.params)
-        started = time.time()
-        wall2 = run_hpo(
-            [*common, "--sampler=random", "--pruner=none", f"--trials={trials}", "--workers=2",
-             "--study=workers2", f"--work-dir={root / 'workers2'}"],
-            env, root / "workers2.log",
-        )  # fmt: skip
-        w2 = study_result(opened, "workers2", started)
+        for name, arm, seed in names:
+            while not state["studies"].get(name, {}).get("done"):
+                if args.pieces and ran >= args.pieces:
+                    break
+                run_piece(name, arm, seed, state, ctx)
+                save_state(state_path, state)
+                ran += 1
+        left = [n for n, _, _ in names if not state["studies"].get(n, {}).get("done")]
+        if left:
+            print(f"bench_hpo: {len(names) - len(left)}/{len(names)} studies done; run again "
+                  f"to continue ({left[0]} next)")  # fmt: skip
+            return
+        report(state, seeds, trials, ctx)
     finally:
         if pg is not None:
             pg.stop()
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
 
+
+def report(state: dict, seeds: list[int], trials: int, ctx: dict) -> None:
+    """The table, the ratios and the last line."""
+    results: dict[tuple[str, int], dict] = {}
+    for name, arm, seed in study_names(seeds):
+        results[(arm, seed)] = study_result(ctx["storage"], name, state["studies"][name]["pieces"])
+    walls = {k: r["wall"] for k, r in results.items()}
+    w2 = results[("workers2", 0)]
     target = statistics.median(results[("random", s)]["best"] for s in seeds)
     random_wall = statistics.median(walls[("random", s)] for s in seeds)
     reach = {m: [time_to_reach(results[(m, s)], target) for s in seeds] for m, _ in ARMS[1:]}
     ratios = {m: statistics.median(reach[m]) / random_wall for m in reach}
     ratio = ratios["tpe+median"]
-    wall1 = walls[("random", 0)]
+    wall1, wall2 = walls[("random", 0)], w2["wall"]
     speedup = wall1 / wall2
+    loads = [x for e in state["studies"].values() for p in e["pieces"] for x in p["load"]]
+    ones = sorted(float(x.split()[0]) for x in loads)
 
     print()
     print(f"{'method':<12}{'seed':>5}{'best nll':>10}{'top-1':>8}{'complete':>10}{'pruned':>8}"
-          f"{'wall s':>9}{'reach s':>9}")  # fmt: skip
+          f"{'wall s':>9}{'reach s':>9}{'pieces':>8}")  # fmt: skip
     for seed in seeds:
         for method, _ in ARMS:
             r = results[(method, seed)]
             top1 = best_top1(r["best_trial"])
-            reach_s = time_to_reach(r, target)
+            name = f"{method.replace('+', '-')}-{seed}"
             print(
                 f"{method:<12}{seed:>5}{r['best']:>10.4f}{(top1 if top1 is not None else float('nan')):>8.3f}"
                 f"{r['complete']:>10}{r['pruned']:>8}{walls[(method, seed)]:>9.0f}"
-                f"{reach_s:>9.0f}"
+                f"{time_to_reach(r, target):>9.0f}{len(state['studies'][name]['pieces']):>8}"
             )
     print(f"target (median of random's best nll over seeds): {target:.4f}")
     for method, times in reach.items():
@@ -275,11 +386,7 @@ def main() -> None:
         f"configurations -> 2-worker time {wall2 / wall1:.2f}x (goal <= 0.65x), speedup "
         f"{speedup:.2f}; {w2['complete']} complete, trial numbers distinct: {distinct}"
     )
-    print(f"bench_hpo: load at end {_uptime()}")
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
+    print(f"bench_hpo: 1-min load over the pieces' starts and ends: {ones[0]:.2f}..{ones[-1]:.2f}")
     print(
         f"hpo: random_best={target:.4f} "
         f"tpe_best={statistics.median(results[('tpe+median', s)]['best'] for s in seeds):.4f} "

@@ -41,12 +41,17 @@ def find_bin() -> Path | None:
 
 
 class PgServer:
-    """Start with ``start()`` (or ``with``); ``stop()`` kills it and removes its folder."""
+    """Start with ``start()`` (or ``with``); ``stop()`` kills it and removes its folder.
 
-    def __init__(self):
+    ``keep=<folder>``: the data lives there and survives ``stop()``; a later ``start()`` reopens
+    it (a benchmark run in pieces).
+    """
+
+    def __init__(self, keep: str | os.PathLike | None = None):
         self.bin = find_bin()
         self.port = _free_port()
         self.root: Path | None = None
+        self.keep = Path(keep).resolve() if keep else None
         self._as: list[str] = []
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -57,16 +62,19 @@ class PgServer:
     def start(self) -> PgServer:
         if self.bin is None:
             raise RuntimeError("PostgreSQL binaries not found (apt-get install postgresql)")
-        self.root = Path(tempfile.mkdtemp(prefix="antgo-pg-"))
+        if self.keep:
+            self.keep.mkdir(parents=True, exist_ok=True)
+        self.root = self.keep or Path(tempfile.mkdtemp(prefix="antgo-pg-"))
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
             self._as = ["runuser", "-u", "postgres", "--"]
         data = self.root / "data"
         try:
-            self._run(
-                str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", USER,
-                "--no-sync", "-E", "UTF8",
-            )  # fmt: skip
+            if not (data / "PG_VERSION").is_file():
+                self._run(
+                    str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", USER,
+                    "--no-sync", "-E", "UTF8",
+                )  # fmt: skip
             opts = f"-p {self.port} -k {self.root} -h 127.0.0.1 -c fsync=off -c max_connections=200"
             self._run(
                 str(self.bin / "pg_ctl"), "-D", str(data), "-o", opts,
@@ -81,12 +89,17 @@ class PgServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """A fresh database; returns its URL."""
+    def create_database(self, name: str | None = None, exist_ok: bool = False) -> str:
+        """A fresh database (``exist_ok``: or the one of that name); returns its URL."""
         name = name or f"t_{uuid.uuid4().hex[:12]}"
-        self._run(
-            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name
-        )
+        proc = self._run(
+            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name,
+            check=not exist_ok,
+        )  # fmt: skip
+        if proc.returncode and "already exists" not in proc.stderr:
+            raise subprocess.CalledProcessError(
+                proc.returncode, proc.args, proc.stdout, proc.stderr
+            )
         return self.url(name)
 
     def stop(self) -> None:
@@ -94,10 +107,12 @@ class PgServer:
             return
         data = self.root / "data"
         if (data / "postmaster.pid").exists():
-            self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop",
+            mode = "fast" if self.keep else "immediate"  # kept data: a clean shutdown
+            self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-m", mode, "stop",
                       check=False)  # fmt: skip
             time.sleep(0.1)
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
     def __enter__(self) -> PgServer:

@@ -190,7 +190,7 @@ def _run_study(opts: HpoOptions, say: Callable[[str], None]) -> dict[str, Any]:
     study.set_user_attr("config", str(Path(opts.config).resolve()))
 
     client = MlflowClient()
-    parent = None
+    parent = heartbeat = None
     try:
         experiment_id = _experiment_id(client, opts, cfg)
         parent, _ = tracking.open_study_run(
@@ -209,6 +209,7 @@ def _run_study(opts: HpoOptions, say: Callable[[str], None]) -> dict[str, Any]:
                 "antgo.config": str(Path(opts.config).resolve()),
             },
         )
+        heartbeat = tracking.own_study_run(client, parent)
         experiment_id = client.get_run(parent).info.experiment_id
         work_root = Path(opts.work_dir or Path("output") / "hpo" / name).resolve()
         work_root.mkdir(parents=True, exist_ok=True)
@@ -255,6 +256,9 @@ def _run_study(opts: HpoOptions, say: Callable[[str], None]) -> dict[str, Any]:
     except BaseException as exc:
         _abort(client, parent, study, storage, created=not existing, exc=exc)
         raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
     summary = tracking.summarise(client, parent, study, spec)
     active = mlflow.active_run()
     if active is None or active.info.run_id != parent:

@@ -77,6 +77,16 @@ def open_study_run(
     return run_id, created
 
 
+def own_study_run(client: MlflowClient, run_id: str):
+    """Record this process as the study run's owner, with a heartbeat (``engine.run_owner``), so
+    a study killed with ``kill -9`` is reaped KILLED by ``antgo show exp`` instead of staying
+    RUNNING. Returns the heartbeat; ``stop()`` it when the study ends. With several ``antgo
+    hpo`` processes on one study (many machines), the last one to start is the owner."""
+    from antgo_mlflow.engine.run_owner import claim
+
+    return claim(client, client.get_run(run_id))
+
+
 def summarise(client: MlflowClient, run_id: str, study, spec: HpoSpec) -> dict[str, Any]:
     """Log the best trial (value, params, run id), counts, the trials table and the plots on the
     study run; returns the summary (empty ``best`` when no trial completed)."""

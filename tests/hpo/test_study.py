@@ -273,3 +273,43 @@ def test_sigterm_ends_the_study_run_and_the_running_trial_killed(hpo_config, hpo
     (trial,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "KILLED" and trial.info.status == "KILLED"
     assert (tmp_path / "output" / "hpo" / "term" / "trial_0000" / "latest.pth").is_file()
+
+
+def test_a_study_killed_with_sigkill_is_reaped_with_its_trial(hpo_config, hpo_env, tmp_path):
+    """kill -9 of `antgo hpo` leaves its runs RUNNING; the owner record on the study run (as on
+    the trial run) lets the engine's reaper (`antgo show exp`) end both KILLED with the reason."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from antgo_mlflow.engine.run_owner import REASON_TAG, reap
+
+    config = hpo_config(epochs=20, delay=0.01)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "antgo_mlflow", "hpo", f"--config={config}", "--trials=2",
+         "--study=kill"],
+        cwd=tmp_path, env=hpo_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name="kill", storage=storage)
+            if study.trials and study.trials[0].intermediate_values:
+                break
+        except Exception:  # not created yet, or the file is busy: look again
+            pass
+        time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    client = MlflowClient()
+    runs = _runs(client)
+    (parent,) = [r for r in runs if r.data.tags.get("antgo.process") == "hpo"]
+    assert parent.info.status == "RUNNING"
+    assert parent.data.tags["antgo.owner.pid"] == str(proc.pid)
+    reaped = reap(client, runs)
+    assert parent.info.run_id in reaped and len(reaped) == 2  # the study and its trial
+    for run in _runs(client):
+        assert run.info.status == "KILLED" and str(proc.pid) in run.data.tags[REASON_TAG]
