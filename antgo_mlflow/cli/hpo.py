@@ -24,7 +24,12 @@ import click
 @click.option("--timeout", default=None, type=float, help="Start no trial after this many seconds.")
 @click.option("--sampler", default=None, help="tpe | random | cmaes | grid (default tpe).")
 @click.option("--pruner", default=None, help="median | hyperband | none (default median).")
-@click.option("--seed", default=None, type=int, help="Sampler seed (worker i uses seed + i).")
+@click.option(
+    "--seed",
+    default=None,
+    type=int,
+    help="Sampler seed (each worker and continuation draws its own sequence).",
+)
 @click.option(
     "--cfg-options", multiple=True, help="Override the base config: key=value (repeatable)."
 )
