@@ -242,28 +242,34 @@ def test_a_grid_smaller_than_the_trials_runs_each_point_once(
     assert sorted(t.params["model.width"] for t in study.trials) == [2, 3]
 
 
-def test_sigterm_ends_the_study_run_and_the_running_trial_killed(hpo_config, hpo_env, tmp_path):
-    import signal
+def _study_in_its_first_trial(config, env, cwd, name: str):
+    """Start `antgo hpo` (2 long trials) and return it once its first trial reported a value."""
     import subprocess
     import sys
     import time
 
-    config = hpo_config(epochs=20, delay=0.01)
     proc = subprocess.Popen(
         [sys.executable, "-m", "antgo_mlflow", "hpo", f"--config={config}", "--trials=2",
-         "--study=term"],
-        cwd=tmp_path, env=hpo_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         f"--study={name}"],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = f"sqlite:///{cwd / 'optuna.db'}"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            study = optuna.load_study(study_name="term", storage=storage)
+            study = optuna.load_study(study_name=name, storage=storage)
             if study.trials and study.trials[0].intermediate_values:
                 break
         except Exception:  # not created yet, or the file is busy: look again
             pass
         time.sleep(0.3)
+    return proc
+
+
+def test_sigterm_ends_the_study_run_and_the_running_trial_killed(hpo_config, hpo_env, tmp_path):
+    import signal
+
+    proc = _study_in_its_first_trial(hpo_config(epochs=20, delay=0.01), hpo_env, tmp_path, "term")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -280,28 +286,10 @@ def test_a_study_killed_with_sigkill_is_reaped_with_its_trial(hpo_config, hpo_en
     the trial run) lets the engine's reaper (`antgo show exp`) end both KILLED with the reason."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     from antgo_mlflow.engine.run_owner import REASON_TAG, reap
 
-    config = hpo_config(epochs=20, delay=0.01)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "antgo_mlflow", "hpo", f"--config={config}", "--trials=2",
-         "--study=kill"],
-        cwd=tmp_path, env=hpo_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            study = optuna.load_study(study_name="kill", storage=storage)
-            if study.trials and study.trials[0].intermediate_values:
-                break
-        except Exception:  # not created yet, or the file is busy: look again
-            pass
-        time.sleep(0.3)
+    proc = _study_in_its_first_trial(hpo_config(epochs=20, delay=0.01), hpo_env, tmp_path, "kill")
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     client = MlflowClient()
