@@ -195,9 +195,9 @@ def save_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def study_names(seeds: list[int]) -> list[tuple[str, str, int]]:
+def study_names(seeds: list[int], arms: list[str]) -> list[tuple[str, str, int]]:
     """(study name, arm, seed) in run order; the 2-worker study last."""
-    out = [(f"{m.replace('+', '-')}-{s}", m, s) for s in seeds for m, _ in ARMS]
+    out = [(f"{m.replace('+', '-')}-{s}", m, s) for s in seeds for m in arms]
     return [*out, ("workers2", "workers2", 0)]
 
 
@@ -209,6 +209,9 @@ def run_piece(name, arm, seed, state, ctx) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     entry = state["studies"].setdefault(name, {"pieces": [], "done": False})
     trials = ctx["trials"]
+    if not entry["pieces"] and name in optuna.get_all_study_names(ctx["storage"]):
+        # left by a first piece that was killed (its wall is unknown): start the study again
+        optuna.delete_study(study_name=name, storage=ctx["storage"])
     if arm == "workers2":
         flags = ["--sampler=random", "--pruner=none", "--workers=2"]
         if name not in optuna.get_all_study_names(ctx["storage"]):
@@ -267,13 +270,26 @@ def main() -> None:
     parser.add_argument(
         "--piece-seconds", type=float, default=0, help="stop starting trials after this (0: none)"
     )
+    parser.add_argument(
+        "--arms",
+        default=",".join(m for m, _ in ARMS),
+        help="comma-separated arms (random and tpe+median are needed for the ratio)",
+    )
+    parser.add_argument("--startup", type=int, default=None, help="TPE/median start-up trials")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="epochs before the median pruner may prune"
+    )
     parser.add_argument("--reset", action="store_true", help="start again from nothing")
     parser.add_argument("--keep", action="store_true", help="keep the state when all is done")
     args = parser.parse_args()
     trials = args.trials or (4 if args.quick else 16)
     epochs = args.epochs or (2 if args.quick else 6)
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
-    startup = 2 if args.quick else 4
+    startup = args.startup or (2 if args.quick else 4)
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = set(arms) - set(dict(ARMS))
+    if unknown or not {"random", "tpe+median"} <= set(arms):
+        parser.error(f"--arms={args.arms}: random and tpe+median, optionally tpe")
 
     sys.path.insert(0, str(REPO))
     from antgo_mlflow.hpo.storage import normalise
@@ -285,12 +301,13 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # PostgreSQL runs as its own user under root
-    setup = {"trials": trials, "epochs": epochs, "seeds": seeds, "startup": startup}
+    warmup = min(3, epochs) if args.warmup is None else args.warmup
+    setup = {"trials": trials, "epochs": epochs, "seeds": seeds, "startup": startup,
+             "warmup": warmup, "arms": arms}  # fmt: skip
     state_path = root / "state.json"
     state = load_state(state_path, setup)
     config = root / "config.py"
     base = REPO / "recipes" / "digits" / "config.py"
-    warmup = min(3, epochs)
     config.write_text(CONFIG.format(base=str(base), epochs=epochs, startup=startup, warmup=warmup))
     env = dict(os.environ)
     env.update(
@@ -320,7 +337,7 @@ def main() -> None:
     print(f"bench_hpo: {trials} trials x <= {epochs} epochs, seeds {seeds}, storage {storage_note}")
     print(f"bench_hpo: load at start {_uptime()}, state {root}")
 
-    names = study_names(seeds)
+    names = study_names(seeds, arms)
     ran = 0
     try:
         for name, arm, seed in names:
@@ -335,7 +352,7 @@ def main() -> None:
             print(f"bench_hpo: {len(names) - len(left)}/{len(names)} studies done; run again "
                   f"to continue ({left[0]} next)")  # fmt: skip
             return
-        report(state, seeds, trials, ctx)
+        report(state, seeds, arms, trials, ctx)
     finally:
         if pg is not None:
             pg.stop()
@@ -343,16 +360,18 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def report(state: dict, seeds: list[int], trials: int, ctx: dict) -> None:
+def report(state: dict, seeds: list[int], arms: list[str], trials: int, ctx: dict) -> None:
     """The table, the ratios and the last line."""
     results: dict[tuple[str, int], dict] = {}
-    for name, arm, seed in study_names(seeds):
+    for name, arm, seed in study_names(seeds, arms):
         results[(arm, seed)] = study_result(ctx["storage"], name, state["studies"][name]["pieces"])
     walls = {k: r["wall"] for k, r in results.items()}
     w2 = results[("workers2", 0)]
     target = statistics.median(results[("random", s)]["best"] for s in seeds)
     random_wall = statistics.median(walls[("random", s)] for s in seeds)
-    reach = {m: [time_to_reach(results[(m, s)], target) for s in seeds] for m, _ in ARMS[1:]}
+    reach = {
+        m: [time_to_reach(results[(m, s)], target) for s in seeds] for m in arms if m != "random"
+    }
     ratios = {m: statistics.median(reach[m]) / random_wall for m in reach}
     ratio = ratios["tpe+median"]
     wall1, wall2 = walls[("random", 0)], w2["wall"]
@@ -364,7 +383,7 @@ def report(state: dict, seeds: list[int], trials: int, ctx: dict) -> None:
     print(f"{'method':<12}{'seed':>5}{'best nll':>10}{'top-1':>8}{'complete':>10}{'pruned':>8}"
           f"{'wall s':>9}{'reach s':>9}{'pieces':>8}")  # fmt: skip
     for seed in seeds:
-        for method, _ in ARMS:
+        for method in arms:
             r = results[(method, seed)]
             top1 = best_top1(r["best_trial"])
             name = f"{method.replace('+', '-')}-{seed}"
