@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import AntgoError, UsageError
 
 ERROR_SUFFIX = ".error"
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = WorkerSpec.load(args[0])
     try:
-        storage_url = os.environ.get(STORAGE_ENV)
+        storage_url = env.text(STORAGE_ENV)
         if not storage_url:
             raise UsageError(f"${STORAGE_ENV}: not set (the worker's storage URL)")
         if spec.threads:
