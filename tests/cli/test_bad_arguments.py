@@ -130,7 +130,7 @@ CASES: dict[str, list[list[str]]] = {
     ],
     "tool label/start": [
         ["--src={gt}", "--tgt={out}"],
-        ["--src={gt}", "--tgt={out}", "--tags=Car"],
+        ["--src={gt}", "--tgt={out}", "--tags=Car:x"],
         ["--src={gt}", "--tgt={out}", "--tags=Car:0", "--port=70000"],
         ["--src={gt}", "--tgt={out}", "--tags=Car:0", "--type=CUBE"],
         ["--src={gt}", "--tgt={out}", "--tags=Car:0", "--white-users=ann:s3cret"],
