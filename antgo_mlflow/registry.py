@@ -246,6 +246,7 @@ HOOKS = Registry("hook", locations=("antgo_mlflow.engine.hooks",))
 METRICS = Registry("metric", locations=("antgo_mlflow.engine.metrics",))
 OPTIMIZERS = Registry("optimizer", locations=("antgo_mlflow.engine.optim",))
 SCHEDULERS = Registry("scheduler", locations=("antgo_mlflow.engine.optim",))
+ACQUISITIONS = Registry("acquisition", locations=("antgo_mlflow.active.strategies",))
 
 ROOT_REGISTRIES = {
     "MODELS": MODELS,
@@ -256,4 +257,5 @@ ROOT_REGISTRIES = {
     "METRICS": METRICS,
     "OPTIMIZERS": OPTIMIZERS,
     "SCHEDULERS": SCHEDULERS,
+    "ACQUISITIONS": ACQUISITIONS,
 }
