@@ -2,7 +2,7 @@
 
 ``random``, ``least_confidence``, ``margin``, ``entropy``, ``disagreement`` (ensembles),
 ``activelab`` (cleanlab), ``kcenter`` (diversity) and ``hybrid`` (uncertainty, then k-center: the
-default). Build one with ``ACQUISITIONS.build(dict(type="hybrid", pool_factor=3))``.
+default; antgo's setting name ``ac`` is the same strategy). Build one with ``ACQUISITIONS.build(dict(type="hybrid", pool_factor=3))``.
 """
 
 from antgo_mlflow.active.strategies import (  # noqa: F401  (registers them)

@@ -22,9 +22,10 @@ from antgo_mlflow.active.strategies.kcenter import METRICS, diversity_selection
 from antgo_mlflow.registry import ACQUISITIONS
 
 
-@ACQUISITIONS.register_module("hybrid")
+@ACQUISITIONS.register_module(["hybrid", "ac"])
 class Hybrid(Acquisition):
-    """Uncertainty pre-filter + greedy k-center inside it.
+    """Uncertainty pre-filter + greedy k-center inside it (also registered as antgo's ``ac``:
+    antgo's sampler chain took a uniform subset, then k-center on features).
 
     Args:
         pool_factor: candidates = the ``ceil(pool_factor × budget)`` most uncertain samples (≥ 1).
