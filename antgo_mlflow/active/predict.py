@@ -33,7 +33,11 @@ def _mlflow_uri(uri: str) -> bool:
 
 
 def load_predictors(
-    uris: Sequence[str], need_features: bool, batch_size: int, config: str | None = None
+    uris: Sequence[str],
+    need_features: bool,
+    batch_size: int,
+    config: str | None = None,
+    trust_checkpoint_config: bool = False,
 ) -> list:
     """Load every model (one-line errors for unresolvable URIs and differing class counts)."""
     from antgo_mlflow.inference import check_same_classes, load_model
@@ -42,6 +46,7 @@ def load_predictors(
         load_model(
             uri,
             config=config,
+            trust_checkpoint_config=trust_checkpoint_config,
             batch_size=batch_size,
             from_checkpoint=need_features and i == 0 and _mlflow_uri(uri),
         )

@@ -104,6 +104,7 @@ def rank(
     seed: int | None = None,
     batch_size: int | None = None,
     config: str | None = None,
+    trust_checkpoint_config: bool = False,
     log: bool = True,
 ) -> RankResult:
     """Rank the pool ``src`` and write the files to ``tgt`` (see the module docstring).
@@ -120,6 +121,7 @@ def rank(
         seed: seeds the random strategy and tie-breaking (default 0).
         batch_size: images per inference batch.
         config: config that builds ``.pth`` checkpoints without a recorded config.
+        trust_checkpoint_config: let old checkpoints' config text run (see the loader).
         log: log an MLflow run.
     """
     from antgo_mlflow.active.inputs import check_classification, labels_of, read_set
@@ -143,7 +145,9 @@ def rank(
         labels_of(lab, "--labeled")
 
     need_features = acquisition.needs_embeddings
-    predictors = load_predictors(options.models, need_features, options.batch_size, config)
+    predictors = load_predictors(
+        options.models, need_features, options.batch_size, config, trust_checkpoint_config
+    )
     pred = predict(predictors, data, need_features, desc="rank: pool")
     pool_kwargs = {}
     if lab is not None:
