@@ -20,6 +20,7 @@ from antgo_mlflow.entrypoints._common import (
     parse_float,
     parse_int,
     run_main,
+    split_values,
     trust_flag,
 )
 from antgo_mlflow.errors import UsageError
@@ -59,10 +60,6 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _split(values: Sequence[str]) -> list[str]:
-    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
-
-
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     src = optional(args.src)
@@ -80,7 +77,7 @@ def main(argv: Sequence[str]) -> int:
     result = rank(
         src,
         tgt,
-        models=_split(args.models),
+        models=split_values(args.models),
         budget=budget,
         strategy=optional(args.strategy),
         labeled=optional(args.labeled),
