@@ -90,7 +90,9 @@ def main() -> None:
 
         # the whole job on the test split's GT (reads PNGs, preprocesses, writes JSON)
         ckpt = tmp / "m.pth"  # the config recorded as plain data, as the Runner writes it
-        torch.save({"meta": {"config_dict": {"model": cfg}}, "state_dict": model.state_dict()}, ckpt)
+        torch.save(
+            {"meta": {"config_dict": {"model": cfg}}, "state_dict": model.state_dict()}, ckpt
+        )
         gt = prepare_digits(tmp / "cache").splits["test"].gt
         count = len(__import__("json").loads(gt.read_text()))
         runs = iter(range(10**6))

@@ -105,6 +105,7 @@ def export_model(
         build_from_checkpoint,
         checkpoint_of_run,
         class_names_of,
+        run_checkpoint_name,
     )
     from antgo_mlflow.inference.preprocess import preprocess_of
 
@@ -118,11 +119,13 @@ def export_model(
         source_run = None
         if run_id:
             ckpt_path, source_run = checkpoint_of_run(run_id, Path(tmp))
+            flag, name = "--run-id", run_checkpoint_name(run_id, ckpt_path, Path(tmp))
         else:
             ckpt_path = Path(checkpoint).expanduser()
             if not ckpt_path.is_file():
                 raise UsageError(f"--checkpoint: {checkpoint} not found")
-        built = build_from_checkpoint(ckpt_path, config, trust_checkpoint_config, "--checkpoint")
+            flag, name = "--checkpoint", str(checkpoint)
+        built = build_from_checkpoint(ckpt_path, config, trust_checkpoint_config, flag, name)
         cfg = built.cfg
         meta = dict(
             built.meta,

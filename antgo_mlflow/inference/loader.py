@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 import sys
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import ConfigError, RegistryError, TrackingError, UsageError
+from antgo_mlflow.errors import RegistryError, TrackingError, UsageError
 from antgo_mlflow.inference.predictor import (
     DEFAULT_BATCH,
     ModelInfo,
@@ -68,7 +67,7 @@ class CheckpointModel:
 
 def checkpoint_config(
     meta: Mapping[str, Any],
-    path: Path,
+    path: Path | str,
     config: str | os.PathLike | None = None,
     trust_checkpoint_config: bool = False,
     flag: str = "--checkpoint",
@@ -77,6 +76,13 @@ def checkpoint_config(
 
     ``config`` (the caller's own file) wins; else the checkpoint's config data; else its config
     text, executed only when ``trust_checkpoint_config``. UsageError (one line) otherwise.
+
+    Args:
+        meta: the checkpoint's ``meta`` dict.
+        path: the checkpoint as the user named it (for messages).
+        config: the caller's own config file, if any.
+        trust_checkpoint_config: allow config text to run.
+        flag: the option named in messages.
 
     Returns:
         ``(Config, trusted)``.
@@ -123,23 +129,12 @@ def import_custom_modules(cfg: Mapping[str, Any], trusted: bool) -> list[str]:
     names it (importing runs the module's code, and a name can resolve to a file in the working
     directory); a module that is already imported is simply there.
     """
-    spec = cfg.get("custom_imports")
-    allow_failed = isinstance(spec, Mapping) and bool(spec.get("allow_failed_imports", False))
-    skipped = []
-    for i, name in enumerate(custom_import_names(cfg)):
-        if name in sys.modules:
-            continue
-        if not trusted:
-            skipped.append(name)
-            continue
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            if not allow_failed:
-                raise ConfigError(
-                    f"custom_imports.imports.{i}: cannot import {name!r} ({exc})"
-                ) from None
-    return skipped
+    if trusted:
+        from antgo_mlflow.engine.runner import import_custom_modules as import_all
+
+        import_all(cfg)
+        return []
+    return [name for name in custom_import_names(cfg) if name not in sys.modules]
 
 
 def build_from_checkpoint(
@@ -147,6 +142,7 @@ def build_from_checkpoint(
     config: str | os.PathLike | None = None,
     trust_checkpoint_config: bool = False,
     flag: str = "--checkpoint",
+    name: str | None = None,
 ) -> CheckpointModel:
     """Rebuild a ``.pth`` checkpoint's model and load its weights; nothing in the file runs.
 
@@ -156,6 +152,7 @@ def build_from_checkpoint(
         trust_checkpoint_config: allow an old checkpoint's config *text* to run, and the
             checkpoint config's ``custom_imports`` to be imported.
         flag: the option named in error messages.
+        name: how messages name the checkpoint (default ``path``; e.g. the URI it came from).
 
     Returns:
         CheckpointModel (model in eval mode, on the CPU).
@@ -164,23 +161,32 @@ def build_from_checkpoint(
     from antgo_mlflow.registry import MODELS
 
     path = Path(path).expanduser()
-    ckpt = load_checkpoint(path, flag)
+    name = name or str(path)
+    ckpt = load_checkpoint(path, f"{flag} {name}" if name != str(path) else flag)
     meta = dict(ckpt.get("meta") or {}) if isinstance(ckpt.get("meta"), Mapping) else {}
-    cfg, trusted = checkpoint_config(meta, path, config, trust_checkpoint_config, flag)
+    cfg, trusted = checkpoint_config(meta, name, config, trust_checkpoint_config, flag)
     skipped = import_custom_modules(cfg, trusted)
     if not isinstance(cfg.get("model"), Mapping):
-        raise UsageError(f"{flag}: {path}: its config has no model dict; pass --config")
+        raise UsageError(f"{flag}: {name}: its config has no model dict; pass --config")
     try:
         model = MODELS.build(cfg.model, path="model")
     except RegistryError as exc:
         if not skipped:
             raise
         raise UsageError(
-            f"{flag}: {path}: {exc}; its config's custom_imports {skipped} are not imported "
+            f"{flag}: {name}: {exc}; its config's custom_imports {skipped} are not imported "
             f"from a checkpoint: pass --config, or {TRUST_FLAG} if you trust this file"
         ) from None
     load_weights(model, path, flag)
     return CheckpointModel(model.eval(), cfg, meta, path)
+
+
+def run_checkpoint_name(run_id: str, path: Path, tmp: Path) -> str:
+    """How messages name a run's checkpoint: ``<run id>: checkpoints/best.pth`` (not a temp path)."""
+    try:
+        return f"{run_id}: {path.relative_to(tmp).as_posix()}"
+    except ValueError:  # found in the run's local work_dir: a path the user knows
+        return str(path)
 
 
 def pick_checkpoint(names: Sequence[str]) -> str | None:
@@ -216,7 +222,8 @@ def checkpoint_of_run(run_id: str, dst: Path, flag: str = "--run-id") -> tuple[P
         names = []
     chosen = pick_checkpoint(names)
     if chosen:
-        return Path(client.download_artifacts(run_id, chosen, str(dst))), run
+        with quiet_downloads():
+            return Path(client.download_artifacts(run_id, chosen, str(dst))), run
     work_dir = run.data.tags.get("antgo.work_dir")
     if work_dir and Path(work_dir).is_dir():
         chosen = pick_checkpoint([p.name for p in Path(work_dir).glob("*.pth")])
@@ -268,18 +275,40 @@ def _manifest_names(section: Mapping[str, Any]) -> list[str]:
 
 
 # -- MLflow models ----------------------------------------------------------------------------
-def _model_info(uri: str):
-    import mlflow
+@contextlib.contextmanager
+def _resolving(uri: str) -> Iterator[None]:
+    """MLflow's failures to find ``uri`` as one TrackingError line."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.models.get_model_info(uri)
+        yield
     except MlflowException as exc:
         raise TrackingError(
             f"model URI {uri!r} does not resolve: {exc.message.splitlines()[0]}"
         ) from None
     except OSError as exc:
         raise TrackingError(f"model URI {uri!r} does not resolve: {exc}") from None
+
+
+def _model_info(uri: str):
+    import mlflow
+
+    with _resolving(uri):
+        return mlflow.models.get_model_info(uri)
+
+
+@contextlib.contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """MLflow's download progress bars off while inside when ``ANTGO_PROGRESS=0``."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if os.environ.get("ANTGO_PROGRESS", "1") != "0" or name in os.environ:
+        yield
+        return
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 @contextlib.contextmanager
@@ -311,7 +340,8 @@ def _load_pytorch_flavor(uri: str, conf: Mapping[str, Any], flag: str):
         if refused and conf.get("code"):
             raise UsageError(f"{flag}: {uri} ships Python code (code_paths) that could run; {hint}")
         try:
-            return mlflow.pytorch.load_model(uri, map_location="cpu")
+            with quiet_downloads():
+                return mlflow.pytorch.load_model(uri, map_location="cpu")
         except MlflowException as exc:
             first = exc.message.splitlines()[0]
             if refused and "pickle" in first.lower():
@@ -359,10 +389,10 @@ def _split_runs_uri(uri: str) -> tuple[str, str] | None:
     return None
 
 
-def _from_checkpoint_file(uri, path, config, trust, device, flag, run_id=None) -> _Loaded:
+def _from_checkpoint_file(uri, path, config, trust, device, flag, run_id=None, name=None):
     from antgo_mlflow.inference.runtime import TorchRuntime
 
-    built = build_from_checkpoint(path, config, trust, flag)
+    built = build_from_checkpoint(path, config, trust, flag, name or uri)
     meta = built.meta
     info = ModelInfo(
         uri, "checkpoint", run_id or meta.get("mlflow_run_id"), str(built.path), dict(meta)
@@ -409,7 +439,8 @@ def _resolve(uri, config, trust, device, from_checkpoint, flag, tmp: Path) -> _L
         run_id, artifact = run_file
         if not artifact:
             path, _ = checkpoint_of_run(run_id, tmp, flag=flag)
-            return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id)
+            name = f"{uri} ({run_checkpoint_name(run_id, path, tmp)})"
+            return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id, name)
         local = Path(_download(uri, tmp))
         if artifact.endswith(".onnx"):
             return _from_onnx_file(uri, local, device, run_id=run_id)
@@ -423,7 +454,8 @@ def _resolve(uri, config, trust, device, from_checkpoint, flag, tmp: Path) -> _L
         if not run_id:
             raise UsageError(f"{flag}: {uri} names no training run to take a checkpoint from")
         path, _ = checkpoint_of_run(run_id, tmp, flag=flag)
-        return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id)
+        name = f"{uri} (run {run_checkpoint_name(run_id, path, tmp)})"
+        return _from_checkpoint_file(uri, path, config, trust, device, flag, run_id, name)
     if "onnx" in flavors:
         local = Path(_download(uri, tmp))
         files = [local] if local.is_file() else sorted(local.rglob("*.onnx"))
@@ -453,16 +485,9 @@ def _resolve(uri, config, trust, device, from_checkpoint, flag, tmp: Path) -> _L
 
 def _download(uri: str, tmp: Path) -> str:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    try:
+    with _resolving(uri), quiet_downloads():
         return mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp))
-    except MlflowException as exc:
-        raise TrackingError(
-            f"model URI {uri!r} does not resolve: {exc.message.splitlines()[0]}"
-        ) from None
-    except OSError as exc:
-        raise TrackingError(f"model URI {uri!r} does not resolve: {exc}") from None
 
 
 def load_model(
@@ -522,30 +547,21 @@ def load_models(uris: Sequence[str], **kwargs) -> list[Predictor]:
 
 
 def load_torch_module(
-    uri: str | os.PathLike,
-    config: str | os.PathLike | None = None,
-    trust_checkpoint_config: bool = False,
-    device: str = "cpu",
-    freeze: bool = True,
-    from_checkpoint: bool = False,
-    flag: str = "--teacher",
+    uri: str | os.PathLike, freeze: bool = True, flag: str = "--teacher", **kwargs
 ):
     """An in-process torch module (e.g. a distillation teacher): logits from ``forward(image)``
     on already-preprocessed (N, 3, H, W) tensors.
 
-    ``freeze`` (default) wraps it so that it stays in eval mode and has no gradients, also when
-    a surrounding model calls ``.train()``. For an MLflow model URI, ``from_checkpoint=True``
-    rebuilds the full model from its training run's checkpoint instead of the logged pt2 graph.
+    Args:
+        uri: as for :func:`load_model`.
+        freeze: wrap it so that it stays in eval mode with no gradients, also when a
+            surrounding model calls ``.train()``; False returns the module itself (eval mode).
+        flag: the option named in error messages.
+        **kwargs: the other arguments of :func:`load_model` (``config``,
+            ``trust_checkpoint_config``, ``device``, ``from_checkpoint``: for an MLflow model URI,
+            rebuild the full model from its training run's checkpoint instead of the pt2 graph).
     """
-    predictor = load_model(
-        uri,
-        config=config,
-        trust_checkpoint_config=trust_checkpoint_config,
-        device=device,
-        from_checkpoint=from_checkpoint,
-        flag=flag,
-    )
-    module = predictor.module
+    module = load_model(uri, flag=flag, **kwargs).module
     if module is None:
         raise UsageError(
             f"{flag}: {uri} is an ONNX model, not a torch module; give a .pth, runs:/<run id> "
@@ -571,4 +587,6 @@ __all__ = [
     "load_models",
     "load_torch_module",
     "pick_checkpoint",
+    "quiet_downloads",
+    "run_checkpoint_name",
 ]
