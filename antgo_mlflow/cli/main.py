@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "antgo_mlflow.cli.active:active",
         "Active learning: rank a pool, find label errors.",
     ),
+    "submitter": (
+        "antgo_mlflow.cli.submitter:submitter",
+        "Register where jobs run: SSH hosts, Docker, a submit script.",
+    ),
 }
 
 

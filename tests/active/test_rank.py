@@ -206,6 +206,7 @@ def _bad_cases(tmp_path, trained, others):
         "detection GT": (["--src", str(tmp_path / "pool" / "boxes.json"), "--models", ckpt, "--budget=2"], "needs a detection model"),
         "unknown strategy": (["--src", str(pool), "--models", ckpt, "--budget=2", "--strategy=marg"], "did you mean 'margin'"),
         "one-model ensemble": (["--src", str(pool), "--models", ckpt, "--budget=2", "--strategy=disagreement"], "needs 2 or more models"),
+        "no embeddings": (["--src", str(pool), "--models", others["ten"], "--budget=2", "--strategy=kcenter"], "not embeddings"),
     }  # fmt: skip
 
 

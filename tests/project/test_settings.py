@@ -126,3 +126,17 @@ def test_activelearning_names_are_the_registered_strategies(project, tmp_path):
         with pytest.raises(AntgoError, match=fragment):
             st.update_setting(project, "activelearning", **kwargs)
     assert registry_state(project) == before
+
+
+def test_submitter_resources_from_flags_keep_the_method(project):
+    """antgo's `update project/submitter --gpu --cpu --memory`: the request, laid over what is stored."""
+    assert st.update_setting(project, "submitter", name="ssh")["config"] == {}
+    stored = st.update_setting(
+        project, "submitter", values={"gpu_num": 1, "cpu_num": 10, "memory": 10000}
+    )
+    assert stored["method"] == "ssh"
+    assert stored["config"] == {"gpu_num": 1, "cpu_num": 10, "memory": 10000}
+    stored = st.update_setting(project, "submitter", values={"cpu_num": 4, "gpu_num": None})
+    assert stored["config"] == {"gpu_num": 1, "cpu_num": 4, "memory": 10000}
+    with pytest.raises(AntgoError, match="gpu_num"):
+        st.update_setting(project, "submitter", values={"gpu_num": -1})
