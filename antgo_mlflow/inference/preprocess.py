@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from antgo_mlflow.errors import DataError
+
 DEFAULT_MEAN = (0.491400, 0.482158, 0.4465231)
 DEFAULT_STD = (0.247032, 0.243485, 0.2615877)
 DEFAULT_SIZE = (32, 32)
@@ -47,26 +49,25 @@ class Preprocess:
             out[i] = (image.transpose(2, 0, 1).astype(np.float32) / 255.0 - mean) / std
         return out
 
-    def as_dict(self) -> dict[str, list]:
-        """The JSON form stored as MLflow model metadata ``antgo.preprocess``."""
-        return {"size": list(self.size), "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_metadata(
-        cls, metadata: Mapping | None, size: tuple[int, int] | None = None
-    ) -> Preprocess:
-        """From MLflow model metadata ``antgo.preprocess``; ``size`` (a model's fixed input) fills a gap."""
-        pre = dict((metadata or {}).get("antgo.preprocess") or {})
-        return cls.from_dict(pre, size)
-
     @classmethod
     def from_dict(cls, pre: Mapping, size: tuple[int, int] | None = None) -> Preprocess:
-        """From ``{"size", "mean", "std"}`` (any may be missing: the defaults fill in)."""
-        return cls(
-            size=tuple(int(v) for v in (pre.get("size") or size or DEFAULT_SIZE)),
-            mean=tuple(float(v) for v in (pre.get("mean") or DEFAULT_MEAN)),
-            std=tuple(float(v) for v in (pre.get("std") or DEFAULT_STD)),
-        )
+        """From ``{"size", "mean", "std"}`` (any may be missing: the defaults fill in).
+
+        DataError (one line) if a value is malformed (model metadata is only data, but not ours).
+        """
+        try:
+            out = cls(
+                size=tuple(int(v) for v in (pre.get("size") or size or DEFAULT_SIZE)),
+                mean=tuple(float(v) for v in (pre.get("mean") or DEFAULT_MEAN)),
+                std=tuple(float(v) for v in (pre.get("std") or DEFAULT_STD)),
+            )
+        except (TypeError, ValueError, AttributeError):
+            out = None
+        if out is None or len(out.size) != 2 or len(out.mean) != 3 or len(out.std) != 3:
+            raise DataError(
+                f"antgo.preprocess: expected size (H, W), 3 means, 3 stds; got {pre!r}"[:300]
+            )
+        return out
 
 
 def preprocess_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,7 +120,10 @@ def preprocess_from_params(params: Mapping[str, str]) -> dict[str, Any]:
         if steps:
             data[split] = {"pipeline": [steps[i] for i in sorted(steps)]}
     nested["data"] = data
-    return preprocess_of(nested)
+    info = preprocess_of(nested)
+    if "export" not in nested:  # the size above is preprocess_of's default, not the run's
+        info.pop("size", None)
+    return info
 
 
 def _param_value(text: str) -> Any:
