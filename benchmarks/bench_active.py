@@ -292,6 +292,9 @@ def run_issues(args, tmp: Path) -> dict:
         true = samples[i]["image_label"]
         wrong = int(rng.choice([c for c in range(10) if c != true]))
         samples[i]["image_label"], samples[i]["image_label_name"] = wrong, str(wrong)
+    # the noisy copy names the cached digits by absolute path: allow that folder (antgo_mlflow.gt)
+    roots = [r for r in os.environ.get("ANTGO_DATA_ROOTS", "").split(os.pathsep) if r]
+    os.environ["ANTGO_DATA_ROOTS"] = os.pathsep.join([*roots, str(train_gt.parent.resolve())])
     noisy = tmp / "noisy" / "annotation.json"
     noisy.parent.mkdir()
     save_gt(noisy, samples)
