@@ -472,7 +472,8 @@ def report(args, done: dict) -> dict:
             )
         else:
             for name, value in figures[part].items():
-                print(f"  {name:<24}{value}")
+                shown = f"{value:.3f} s" if isinstance(value, float) else value
+                print(f"  {name:<24}{shown}")
     return figures
 
 
