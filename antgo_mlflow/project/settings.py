@@ -5,16 +5,14 @@ Each setting is ``{method, config, source, sha256, updated_by, updated_at}`` sto
 ``projects.put_json_tag``). ``--name`` picks a built-in method, ``--config`` a Python config file;
 both empty clears the setting. Later workflows read them with ``get_setting``.
 
-``project/activelearning``: ``--name`` is a registered acquisition strategy (ACQUISITIONS:
-``hybrid``, ``margin``, ``kcenter``, ...; antgo's ``ac`` is ``hybrid``); ``--config=ac_config.py``
-may set ``strategy`` (a name or ``dict(type=..., **options)``), ``budget`` (antgo's
-``sampling_num``), ``pool_factor``, ``models``, ``batch_size`` and ``seed``, plus the labelling
-hand-off antgo's ac_config.py carries (``metas``, ``white_users*``), nothing else.
-
 Secrets are never stored: a config value under a password/secret/token key is refused, and
 annotators (``white_users``) are stored as user names only - their passwords stay in a file only
 its owner can read (``white_users_file``) or in an environment variable (``white_users_env``,
 default ``ANTGO_WHITE_USERS``), read when labelling starts (``antgo_mlflow.credentials``).
+``project/activelearning``: ``--name`` is a registered acquisition strategy (ACQUISITIONS:
+``hybrid``, ``margin``, ``kcenter``, ...; antgo's ``ac`` is ``hybrid``); ``--config=ac_config.py``
+may set ``strategy`` (a name or ``dict(type=..., **options)``), ``budget`` (antgo's
+``sampling_num``), ``pool_factor``, ``models``, ``batch_size`` and ``seed``, nothing else.
 """
 
 from __future__ import annotations
@@ -47,12 +45,7 @@ KINDS = tuple(BUILTINS)
 #: Annotator keys a label/activelearning config may hold (names and where passwords live).
 WHITE_USER_KEYS = ("white_users", "white_users_file", "white_users_env")
 LABEL_TYPES = ("CLASS", "RECT", "POINT", "POLYGON", "SKELETON")
-#: Keys of project/activelearning: the selection itself, plus what antgo's ac_config.py carries for
-#: the labelling that follows (``metas`` categories, annotators).
-ACTIVE_KEYS = (
-    "strategy", "budget", "sampling_num", "pool_factor", "models", "batch_size", "seed", "metas",
-    *WHITE_USER_KEYS,
-)  # fmt: skip
+ACTIVE_KEYS = ("strategy", "budget", "sampling_num", "pool_factor", "models", "batch_size", "seed")
 
 
 def builtin_names(kind: str) -> tuple[str, ...]:
@@ -127,56 +120,6 @@ def _validate_submitter(cfg: dict, where: str) -> dict:
     return cfg
 
 
-def _positive_int(cfg: dict, key: str, where: str) -> None:
-    value = cfg.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigError(f"{where}: {key}={value!r} must be a positive integer")
-
-
-def validate_activelearning(cfg: dict, where: str, name: str | None = None) -> dict:
-    """Check an active-learning config (keys in ``ACTIVE_KEYS``); ``strategy`` becomes a dict.
-
-    The strategy (``--name`` or ``strategy``, default ``hybrid``) is built once from ACQUISITIONS
-    so that an unknown name or option fails here, naming the key.
-    """
-    from antgo_mlflow.registry import ACQUISITIONS
-
-    unknown = sorted(set(cfg) - set(ACTIVE_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (project/activelearning takes "
-            f"{', '.join(ACTIVE_KEYS)})"
-        )
-    out = dict(cfg)
-    if "sampling_num" in out:  # antgo's name for the number of samples to select
-        if "budget" in out:
-            raise ConfigError(f"{where}: give budget or antgo's sampling_num, not both")
-        out["budget"] = out.pop("sampling_num")
-    for key in ("budget", "batch_size"):
-        _positive_int(out, key, where)
-    seed = out.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"{where}: seed={seed!r} must be an integer")
-    models = out.get("models")
-    if models is not None and (
-        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) and m for m in models)
-    ):
-        raise ConfigError(f"{where}: models must be a list of model URIs")
-    if "metas" in out and not isinstance(out["metas"], dict):
-        raise ConfigError(f"{where}: metas must be a dict (e.g. dict(category=[...]))")
-    strategy = out.get("strategy", name or "hybrid")
-    strategy = dict(strategy) if isinstance(strategy, dict) else {"type": strategy}
-    if name and strategy.get("type") != name:
-        raise ConfigError(f"{where}: strategy {strategy.get('type')!r} contradicts --name={name}")
-    if "pool_factor" in out:
-        strategy.setdefault("pool_factor", out.pop("pool_factor"))
-    if not isinstance(strategy.get("type"), str):
-        raise ConfigError(f"{where}: strategy must be a strategy name or dict(type=name, ...)")
-    ACQUISITIONS.build(strategy, path=f"{where}: strategy")
-    out["strategy"] = strategy
-    return out
-
-
 def _white_users(cfg: dict, where: str) -> dict:
     """The annotator part of a settings config: user names and where their passwords live."""
     from antgo_mlflow.credentials import check_no_inline_passwords, white_user_passwords
@@ -210,6 +153,57 @@ def _refuse_secrets(data: dict, where: str) -> None:
             f"{where}: {found[0]} holds a secret; secrets are never stored in MLflow (name a "
             "0600 file or an environment variable that holds it instead)"
         )
+
+
+def _positive_int(cfg: dict, key: str, where: str) -> None:
+    value = cfg.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{where}: {key}={value!r} must be a positive integer")
+
+
+def validate_activelearning(cfg: dict, where: str, name: str | None = None) -> dict:
+    """Check an active-learning config (keys in ``ACTIVE_KEYS``); ``strategy`` becomes a dict.
+
+    The strategy (``--name`` or ``strategy``, default ``hybrid``) is built once from ACQUISITIONS
+    so that an unknown name or option fails here, naming the key.
+    """
+    from antgo_mlflow.registry import ACQUISITIONS
+
+    # annotators and antgo's label metas ride along: the labelling of selected samples reads them
+    unknown = sorted(set(cfg) - set(ACTIVE_KEYS) - set(WHITE_USER_KEYS) - {"metas"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (project/activelearning takes "
+            f"{', '.join(ACTIVE_KEYS)})"
+        )
+    out = dict(cfg)
+    if "sampling_num" in out:  # antgo's name for the number of samples to select
+        if "budget" in out:
+            raise ConfigError(f"{where}: give budget or antgo's sampling_num, not both")
+        out["budget"] = out.pop("sampling_num")
+    for key in ("budget", "batch_size"):
+        _positive_int(out, key, where)
+    seed = out.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"{where}: seed={seed!r} must be an integer")
+    models = out.get("models")
+    if models is not None and (
+        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) and m for m in models)
+    ):
+        raise ConfigError(f"{where}: models must be a list of model URIs")
+    if "metas" in out and not isinstance(out["metas"], dict):
+        raise ConfigError(f"{where}: metas must be a dict (e.g. dict(category=[...]))")
+    strategy = out.get("strategy", name or "hybrid")
+    strategy = dict(strategy) if isinstance(strategy, dict) else {"type": strategy}
+    if name and strategy.get("type") != name:
+        raise ConfigError(f"{where}: strategy {strategy.get('type')!r} contradicts --name={name}")
+    if "pool_factor" in out:
+        strategy.setdefault("pool_factor", out.pop("pool_factor"))
+    if not isinstance(strategy.get("type"), str):
+        raise ConfigError(f"{where}: strategy must be a strategy name or dict(type=name, ...)")
+    ACQUISITIONS.build(strategy, path=f"{where}: strategy")
+    out["strategy"] = strategy
+    return out
 
 
 def _load_config(path: str, kind: str) -> tuple[dict, str]:
