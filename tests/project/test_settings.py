@@ -122,6 +122,7 @@ def test_activelearning_names_are_the_registered_strategies(project, tmp_path):
             dict(config=_cfg(tmp_path, "e.py", "strategy = 'margin'\n"), name="kcenter"),
             "contradicts",
         ),
+        (dict(config=_cfg(tmp_path, "f.py", "metas = ['a']\n")), "metas must be a dict"),
     ]:
         with pytest.raises(AntgoError, match=fragment):
             st.update_setting(project, "activelearning", **kwargs)
