@@ -32,8 +32,8 @@ On a shared machine, run it in pieces (one strategy x one seed, the label-error 
 part) so that the lock is held a minute or two at a time; the figures go to a JSON file that the
 next invocation resumes from, and the tables print once every piece is in it:
 
-    while ! flock /work/wt/cpu.lock python benchmarks/bench_active.py \
-        --results bench_active.json --pieces 2; do :; done
+    while flock /work/wt/cpu.lock python benchmarks/bench_active.py \
+        --results bench_active.json --pieces 5; [ $? = 3 ]; do sleep 5; done
 
 (it exits 3 while pieces are missing, 0 once the tables are printed). The file remembers the
 options it was started with; other options start a new file or are refused.
