@@ -212,6 +212,7 @@ CASES: dict[str, list[list[str]]] = {
         ["--src={gt}", "--models={missing}", "--epochs=0", "--tgt={out}"],
         ["--src={gt}", "--models={missing}", "--batch-size=-1", "--tgt={out}"],
     ],
+    "hpo": [[], ["--config={missing}"]],  # merged from main without cases (the sweep needs one)
     "update project/submitter": [["--project=sweep", "--config={sub_bad}"]],
     "update project/semi": [["--project=sweep", "--name=fixmatch"]],
     "update project/distillation": [["--project=nosuch", "--name=reviewkd"]],
