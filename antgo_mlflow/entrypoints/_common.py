@@ -142,3 +142,21 @@ def split_options(flag: str, values: Sequence[str] | None) -> list[str]:
                 raise UsageError(f"{flag}: expected key=value, got {token!r}")
             out.append(token)
     return out
+
+
+TRUST_HELP = (
+    "run an old checkpoint's config *text* and import its config's custom_imports "
+    "(that is code: only for checkpoints you trust)"
+)
+
+
+def add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint-config`` alone, or with true/false (MLproject passes a value)."""
+    parser.add_argument(
+        "--trust-checkpoint-config", nargs="?", const="true", default="false", help=TRUST_HELP
+    )
+
+
+def trust_flag(value: str | None) -> bool:
+    """The parsed ``--trust-checkpoint-config`` ('' = not given = false)."""
+    return parse_bool("--trust-checkpoint-config", optional(value) or "false")
