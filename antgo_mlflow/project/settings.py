@@ -28,8 +28,8 @@ from antgo_mlflow.project.projects import (
 BUILTINS: dict[str, tuple[str, ...]] = {
     "submitter": ("local", "ssh", "docker", "custom"),
     "label": (),
-    "semi": ("dense", "detmpl", "mpl"),
-    "distillation": ("reviewkd",),
+    "semi": ("fixmatch", "mpl"),  # dense/detmpl (detection) are refused with a reason
+    "distillation": ("kd",),
     "activelearning": ("ac",),
 }
 KINDS = tuple(BUILTINS)
@@ -133,6 +133,8 @@ def update_setting(
     if not name and not config:
         delete_tag(client, experiment, key)
         return None
+    if kind in ("semi", "distillation"):
+        return _store(client, experiment, key, *_semi_data(kind, name, config, values))
     if name and BUILTINS[kind] and not config and name not in BUILTINS[kind]:
         raise UsageError(
             f"--name={name}: no built-in project/{kind} (choose {', '.join(BUILTINS[kind])} or give --config)"
@@ -151,6 +153,21 @@ def update_setting(
     elif kind == "submitter":
         data = _validate_submitter(data, source or "project/submitter")
     method = name or data.get("method") or data.get("type") or "custom"
+    return _store(client, experiment, key, method, data, source)
+
+
+def _semi_data(kind: str, name: str | None, config: str | None, values: dict) -> tuple:
+    """``(method, config data, source)`` of a project/semi or project/distillation update:
+    implemented methods only (``training_config.validate_setting``)."""
+    from antgo_mlflow.project.training_config import validate_setting
+
+    data, source = _load_config(config, kind) if config else ({}, None)
+    data.update(values)
+    data = validate_setting(kind, name, data, source or f"--name={name}")
+    return data["method"], data, source
+
+
+def _store(client, experiment, key: str, method: str, data: dict, source: str | None) -> dict:
     text = json.dumps(data, sort_keys=True, default=str)
     setting = {
         "method": method,
