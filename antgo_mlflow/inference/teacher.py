@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from antgo_mlflow.errors import AntgoError, ConfigError
+from antgo_mlflow.inference.runtime import frozen
 from antgo_mlflow.registry import MODELS, current_path
 
 
@@ -73,30 +74,16 @@ class PretrainedModel(nn.Module):
             raise ConfigError(f"{path}: {exc}") from None
         self.uri = uri
         self.input_size = tuple(int(v) for v in predictor.preprocess.size)
-        self.inner = module
-        for p in module.parameters():
-            p.requires_grad_(False)
-        self.train(False)
-
-    def train(self, mode: bool = True):
-        # A teacher inside a student's model stays in eval mode when the Runner calls
-        # model.train(): its BatchNorm statistics and dropout must not move.
-        self.training = False
-        try:
-            self.inner.eval()
-        except NotImplementedError:  # pt2 (torch.export) modules are exported in eval mode
-            pass
-        return self
+        self.inner = frozen(module)  # eval mode kept through .train(), no gradients
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits (N, C) of a preprocessed (N, 3, H, W) batch, without gradients."""
-        with torch.no_grad():
-            out = self.inner(image)
+        out = self.inner(image)
         return out[0] if isinstance(out, (list, tuple)) else out
 
     def extract_features(self, batch: Mapping) -> torch.Tensor:
         """The inner model's embeddings (N, D) (a model rebuilt from its checkpoint)."""
-        inner = self.inner
+        inner = self.inner.inner
         with torch.no_grad():
             if callable(getattr(inner, "extract_features", None)):
                 return inner.extract_features(batch)

@@ -142,3 +142,83 @@ def test_distill_recipe_trains_the_student_from_a_checkpoint_teacher(
         assert f"train/{key}" in metrics, key
     ckpt = torch.load(tmp_path / "work" / "best.pth", weights_only=True)
     assert all(k.startswith("student.") for k in ckpt["state_dict"])  # the teacher is not saved
+
+
+SUBSET = (
+    "from antgo_mlflow.data.sources.digits import prepare_digits_subset\n"
+    "_s = prepare_digits_subset(per_class=4)\n"
+)
+ONE_VIEW = SUBSET + (
+    "data = dict(train=dict(unlabeled=dict(_delete_=True, type='TFDataset', "
+    "data_path_list=_s.shard_paths('unlabeled'))))\n"
+)
+NO_UNLABELLED = SUBSET + (
+    "data = dict(train=dict(_delete_=True, labeled=dict(type='TFDataset', "
+    "data_path_list=_s.shard_paths('labeled'), description={'image': 'numpy', 'label': 'int'})))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "recipe, body, options, fragment",
+    [
+        ("fixmatch.py", "", ["model.threshold=1.5"], "model.threshold: must be in (0, 1]"),
+        ("mpl.py", "", ["model.mu=0"], "model.mu: must be > 0"),
+        ("fixmatch.py", ONE_VIEW, [], "data.train.unlabeled.strong_pipeline"),
+        ("fixmatch.py", NO_UNLABELLED, [], "data.train.unlabeled: FixMatch needs an unlabelled"),
+        (
+            "distill.py",
+            "",
+            ["model.teacher='models:/nowhere@champion'"],
+            "model.teacher: model URI",
+        ),
+    ],
+)
+def test_bad_semi_configs_stop_before_any_run_or_step(
+    tmp_path, monkeypatch, digits_cache, recipe, body, options, fragment
+):
+    from mlflow import MlflowClient
+
+    from antgo_mlflow.entrypoints.train import main
+    from antgo_mlflow.errors import AntgoError
+
+    monkeypatch.setenv("ANTGO_CACHE_DIR", str(digits_cache))
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "child.py"  # inherits the recipe, changes what body says
+    config.write_text(f"_base_ = {str(RECIPES / recipe)!r}\n{body}")
+    args = ["--config", str(config), "--work-dir", str(tmp_path / "w"), "--cfg-options", *options]
+    with pytest.raises(AntgoError) as info:
+        main(args)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    client = MlflowClient()
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert runs == []  # nothing started: no run left RUNNING, no step taken
+
+
+def test_a_bad_threshold_is_one_line_and_exit_2_from_the_command(tmp_path, digits_cache):
+    import subprocess
+    import sys
+
+    from tests.entrypoints.conftest import entry_env
+    from tests.helpers import assert_one_line_error
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "antgo_mlflow.entrypoints.train",
+            "--config",
+            str(RECIPES / "fixmatch.py"),
+            "--cfg-options",
+            "model.threshold=0",
+        ],
+        cwd=tmp_path,
+        env=entry_env(f"sqlite:///{tmp_path / 'mlflow.db'}", digits_cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    class Result:
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+
+    assert_one_line_error(Result, "model.threshold: must be in (0, 1], got 0")

@@ -201,21 +201,28 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     raw, images, targets = _load_source()
     digest = digest_of(raw)
     base = Path(root) if root is not None else cache_dir()
-    base = base / f"{NAME}-v{LAYOUT_VERSION}"
-    final = base / digest
-    if (final / READY_FILE).is_file():
-        return _prepared(final, digest)
+    final = base / f"{NAME}-v{LAYOUT_VERSION}" / digest
+    if not (final / READY_FILE).is_file():
+        print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
+        started = time.perf_counter()
+        _publish(final, lambda tmp: _build(tmp, images, targets, digest))
+        print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return _prepared(final, digest)
+
+
+def _publish(final: Path, build) -> None:
+    """``build(tmp)`` in a hidden sibling folder, then rename it to ``final`` (see the module
+    docstring: the first complete copy wins, a reader never sees a half-written folder)."""
+    base = final.parent
     base.mkdir(parents=True, exist_ok=True)
     if final.exists():  # a folder without its ready marker: not ours to trust, move it aside
         with contextlib.suppress(OSError):
             os.rename(final, base / f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:8]}")
     _remove_stale(base)
-    tmp = base / f"{TMP_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
-    print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
-    started = time.perf_counter()
+    tmp = base / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     try:
-        with _no_progress():  # one line above instead of three short-lived bars
-            _build(tmp, images, targets, digest)
+        with _no_progress():  # one line instead of short-lived progress bars
+            build(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -224,8 +231,6 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
             # another process finished first: its copy is identical, keep it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return _prepared(final, digest)
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -307,19 +312,7 @@ def prepare_digits_subset(
 
         labels = [int(s["image_label"]) for s in load_gt(prepared.splits["train"].gt, False)]
         indices = subset_indices(labels, per_class, fraction, seed)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(final.parent)
-        tmp = final.parent / f"{TMP_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-        try:
-            with _no_progress():
-                _build_subset(tmp, prepared, indices, name)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / READY_FILE).is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _publish(final, lambda tmp: _build_subset(tmp, prepared, indices, name))
     splits = {
         part: split_from_manifest(
             part, final / f"{part}.json", final / "shards" / f"{part}-manifest.json"
