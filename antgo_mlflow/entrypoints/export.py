@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from antgo_mlflow.entrypoints._common import (
     ArgumentParser,
     add_trust_flag,
+    check_output,
     optional,
     parse_bool,
     parse_int,
@@ -56,7 +57,7 @@ def main(argv: Sequence[str]) -> int:
         config=optional(args.config),
         opset=18 if opset is None else opset,
         dynamic_batch=parse_bool("--dynamic-batch", args.dynamic_batch),
-        output=optional(args.output),
+        output=check_output("--output", optional(args.output)),  # before the export, not after
         register=optional(args.register),
         trust_checkpoint_config=trust_flag(args.trust_checkpoint_config),
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from antgo_mlflow.entrypoints._common import (
     ArgumentParser,
     add_trust_flag,
+    check_output,
     optional,
     parse_float,
     parse_int,
@@ -78,7 +79,7 @@ def main(argv: Sequence[str]) -> int:
         weights = [parse_float("--weights", w) for w in _split([args.weights])]
     batch = parse_int("--batch-size", args.batch_size, minimum=1) or 64
     trust = trust_flag(args.trust_checkpoint_config)
-    output = optional(args.output) or str(
+    output = check_output("--output", optional(args.output), folder=True) or str(
         Path("output") / "pseudo-label" / time.strftime("%Y%m%d-%H%M%S")
     )
 

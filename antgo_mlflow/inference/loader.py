@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,7 +49,6 @@ from antgo_mlflow.inference.preprocess import Preprocess, preprocess_from_params
 
 TRUST_FLAG = "--trust-checkpoint-config"
 PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-_EPOCH_RE = re.compile(r"epoch_(\d+)\.pth$")
 _CHECKPOINT_SUFFIXES = (".pth", ".pt")
 
 
@@ -130,7 +128,7 @@ def import_custom_modules(cfg: Mapping[str, Any], trusted: bool) -> list[str]:
     directory); a module that is already imported is simply there.
     """
     if trusted:
-        from antgo_mlflow.engine.runner import import_custom_modules as import_all
+        from antgo_mlflow.engine.run_setup import import_custom_modules as import_all
 
         import_all(cfg)
         return []
@@ -208,7 +206,9 @@ def pick_checkpoint(names: Sequence[str]) -> str | None:
         for name in names:
             if name.rsplit("/", 1)[-1] == wanted:
                 return name
-    epochs = sorted((int(m.group(1)), n) for n in names if (m := _EPOCH_RE.search(n)))
+    from antgo_mlflow.engine.checkpoint import epoch_number
+
+    epochs = sorted((e, n) for n in names if (e := epoch_number(n)) is not None)
     return epochs[-1][1] if epochs else None
 
 

@@ -146,7 +146,7 @@ def test_export_of_a_run_without_checkpoint_is_one_line(use_trained_store, tmp_p
         (["--checkpoint", "missing.pth"], ["--checkpoint", "not found"]),
         (["--checkpoint", "x.pth", "--opset", "99"], ["--opset"]),
         (["--checkpoint", "x.pth", "--dynamic-batch", "maybe"], ["--dynamic-batch"]),
-        (["--checkpoint", "x.pth", "--output", "."], ["--output", "is a directory"]),
+        (["--checkpoint", "x.pth", "--output", "."], ["--output", "is a folder"]),
         (["--checkpoint", "x.pth", "--trust-checkpoint-config", "perhaps"], ["--trust-"]),
     ],
 )

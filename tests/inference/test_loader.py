@@ -105,6 +105,7 @@ def hostile(tmp_path_factory) -> Hostile:
     onnx = export_onnx(TinyNet().eval(), root / "tiny.onnx", opset=17)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.chdir(root)  # the store's artifacts (./mlruns) go here, not into the repository
         _reset_mlflow_globals()
         client = MlflowClient()
         with mlflow.start_run() as run:
@@ -385,7 +386,9 @@ def test_models_that_disagree_on_the_class_count_fail_in_one_line(tmp_path):
     assert f"{ten} has 10" in str(info.value) and f"{four} has 4" in str(info.value)
 
 
-def test_a_registered_model_can_be_rebuilt_from_its_runs_checkpoint(checkpoint, tmp_path):
+def test_a_registered_model_can_be_rebuilt_from_its_runs_checkpoint(
+    checkpoint, tmp_path, monkeypatch
+):
     """models:/name@alias of an exported ONNX model -> the training run's full torch model."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -394,6 +397,7 @@ def test_a_registered_model_can_be_rebuilt_from_its_runs_checkpoint(checkpoint, 
     from antgo_mlflow.inference import load_model
 
     path, model = checkpoint
+    monkeypatch.chdir(tmp_path)  # the store's artifacts (./mlruns) go here
     onnx = export_onnx(model, tmp_path / "m.onnx", opset=17)  # the quicker exporter
     client = MlflowClient()
     with mlflow.start_run() as run:
