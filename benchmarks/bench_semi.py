@@ -343,11 +343,14 @@ def budget_of(method: str, args) -> float:
 
 
 def key(row: dict) -> tuple:
-    return row["method"], row["seed"], row.get("budget"), row.get("teacher_epochs")
+    """What a measured row stands for: the teacher's epochs matter only to the taught runs."""
+    taught = row["method"] in TAUGHT + ("teacher",)
+    return row["method"], row["seed"], row.get("budget"), taught and row.get("teacher_epochs")
 
 
 def piece_key(method: str, seed: int, args) -> tuple:
-    return method, seed, budget_of(method, args), args.teacher_epochs
+    taught = method in TAUGHT + ("teacher",)
+    return method, seed, budget_of(method, args), taught and args.teacher_epochs
 
 
 def read_results(path: Path) -> list[dict]:
@@ -473,7 +476,11 @@ def main(argv=None) -> int:
                 (m, int(n or 0)) for m, _, n in (p.partition(":") for p in args.piece.split(","))
             ]
             todo = [p for p in wanted if piece_key(*p, args) not in done]
-            if any(m in TAUGHT for m, _ in todo) and piece_key("teacher", 0, args) not in done:
+            if (
+                any(m in TAUGHT for m, _ in todo)
+                and piece_key("teacher", 0, args) not in done
+                and ("teacher", 0) not in todo
+            ):
                 todo.insert(0, ("teacher", 0))
         elif args.next:
             todo = todo[:1]
