@@ -415,6 +415,13 @@ def run_piece(method: str, seed: int, args, work: Path) -> dict:
     return row
 
 
+LOADED = 4.0  # 1-min load at a run's start above which its figures are flagged (2 cores)
+
+
+def _load1(row: dict) -> float:
+    return float(row["load_before"].strip("()").split(",")[0])
+
+
 def report(rows: list[dict], methods: list[str]) -> None:
     """The table, the accuracy-vs-time curves and the last line, from the results so far."""
     print(f"{'method':<14} {'top-1 mean':>10} {'std':>7} {'runs':>5} {'wall s':>7}  load (1 min)")
@@ -423,11 +430,14 @@ def report(rows: list[dict], methods: list[str]) -> None:
     ]:
         mean, std = summary(rows, method)
         mine = [r for r in rows if r["method"] == method]
-        loads = ",".join(f"{float(r['load_before'].strip('()').split(',')[0]):.1f}" for r in mine)
+        loads = ",".join(f"{_load1(r):.1f}" for r in mine)
         print(
             f"{method:<14} {mean:>10.4f} {std:>7.4f} {len(mine):>5} "
             f"{max(r['wall_s'] for r in mine):>7.1f}  {loads}"
         )
+    loaded = [f"{r['method']}:{r['seed']}" for r in rows if _load1(r) > LOADED]
+    if loaded:  # the calibration then sets too few iterations: rerun these (--piece)
+        print(f"measured while the 1-min load was over {LOADED} (not valid): {' '.join(loaded)}")
     print("\naccuracy vs time (val top-1 at seconds since the run started), first seed:")
     for method in [*methods, *VARIANTS]:
         first = next((r for r in rows if r["method"] == method), None)
