@@ -238,9 +238,18 @@ def building(path: str, cfg: Any):
 
 
 # The named registries. `locations` are imported on first lookup.
-MODELS = Registry("model", locations=("antgo_mlflow.models",))
+# inference.teacher registers PretrainedModel (a frozen model from any URI the shared loader
+# resolves): models build a distillation teacher through the registry, never importing upwards.
+MODELS = Registry("model", locations=("antgo_mlflow.models", "antgo_mlflow.inference.teacher"))
 LOSSES = Registry("loss", locations=("antgo_mlflow.models.losses",))
-DATASETS = Registry("dataset", locations=("antgo_mlflow.data.datasets",))
+DATASETS = Registry(
+    "dataset",
+    locations=(
+        "antgo_mlflow.data.datasets",
+        "antgo_mlflow.data.gt_dataset",
+        "antgo_mlflow.data.concat",
+    ),
+)
 TRANSFORMS = Registry("transform", locations=("antgo_mlflow.data.transforms",))
 HOOKS = Registry("hook", locations=("antgo_mlflow.engine.hooks",))
 METRICS = Registry("metric", locations=("antgo_mlflow.engine.metrics",))

@@ -37,8 +37,8 @@ from antgo_mlflow.project.projects import (
 BUILTINS: dict[str, tuple[str, ...]] = {
     "submitter": ("local", "ssh", "docker", "custom"),
     "label": (),
-    "semi": ("dense", "detmpl", "mpl"),
-    "distillation": ("reviewkd",),
+    "semi": ("fixmatch", "mpl"),  # dense/detmpl (detection) are refused with a reason
+    "distillation": ("kd",),
     "activelearning": (),  # the ACQUISITIONS registry's names, see builtin_names()
 }
 KINDS = tuple(BUILTINS)
@@ -243,6 +243,8 @@ def update_setting(
     if not name and not config:
         delete_tag(client, experiment, key)
         return None
+    if kind in ("semi", "distillation"):
+        return _store(client, experiment, key, *_semi_data(kind, name, config, values))
     names = builtin_names(kind)
     if name and names and not config and name not in names:
         raise UsageError(
@@ -266,6 +268,21 @@ def update_setting(
     method = name or data.get("method") or data.get("type") or "custom"
     if kind == "activelearning":
         method = name or data["strategy"]["type"]
+    return _store(client, experiment, key, method, data, source)
+
+
+def _semi_data(kind: str, name: str | None, config: str | None, values: dict) -> tuple:
+    """``(method, config data, source)`` of a project/semi or project/distillation update:
+    implemented methods only (``training_config.validate_setting``)."""
+    from antgo_mlflow.project.training_config import validate_setting
+
+    data, source = _load_config(config, kind) if config else ({}, None)
+    data.update(values)
+    data = validate_setting(kind, name, data, source or f"--name={name}")
+    return data["method"], data, source
+
+
+def _store(client, experiment, key: str, method: str, data: dict, source: str | None) -> dict:
     text = json.dumps(data, sort_keys=True, default=str)
     setting = {
         "method": method,

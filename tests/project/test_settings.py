@@ -57,8 +57,8 @@ def test_bad_label_configs_are_rejected_and_nothing_is_stored(project, tmp_path,
 
 
 def test_builtin_names_configs_and_clearing(project, tmp_path):
-    assert st.update_setting(project, "semi", name="dense")["method"] == "dense"
-    assert st.update_setting(project, "distillation", name="reviewkd")["config"] == {}
+    assert st.update_setting(project, "semi", name="mpl")["method"] == "mpl"
+    assert st.update_setting(project, "distillation", name="kd")["config"] == {"method": "kd"}
     cfg = _cfg(tmp_path, "ac.py", "sampling_num = 5000\npool_factor = 2\n")
     stored = st.update_setting(project, "activelearning", config=cfg, name="ac")
     assert stored["source"] == cfg and stored["method"] == "ac"
@@ -70,7 +70,9 @@ def test_builtin_names_configs_and_clearing(project, tmp_path):
     assert st.all_settings(project)["submitter"]["config"]["gpu_num"] == 2
     before = registry_state(project)
     for kwargs, fragment in [
-        (dict(kind="semi", name="fixmatch"), "no built-in project/semi"),
+        (dict(kind="semi", name="dense"), "detection dense-teacher comes later"),
+        (dict(kind="semi", name="meanteacher"), "unknown project/semi method 'meanteacher'"),
+        (dict(kind="distillation", name="reviewkd"), "ReviewKD is not implemented"),
         (dict(kind="label", name="x"), "needs --config"),
         (dict(kind="submitter", config=_cfg(tmp_path, "s.py", "gpu_num = -1\n")), "gpu_num"),
         (dict(kind="semi", config=str(tmp_path / "missing.py")), "config file not found"),
