@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "antgo_mlflow.cli.active:active",
         "Active learning: rank a pool, find label errors.",
     ),
+    "server": (
+        "antgo_mlflow.cli.server:server",
+        "Run the automation loop (predict, select, label, train, promote).",
+    ),
     "submitter": (
         "antgo_mlflow.cli.submitter:submitter",
         "Register where jobs run: SSH hosts, Docker, a submit script.",
