@@ -75,3 +75,25 @@ def product(project) -> str:
     register_teacher(project, alias="champion")
     MlflowClient().set_registered_model_alias(project, "production", "1")
     return project
+
+
+def log_candidate(project: str, seed: int = 1) -> str:
+    """A training-like run in the project's experiment with a logged (untrained) WRN-10-1."""
+    import numpy as np
+    import torch
+    from mlflow import MlflowClient
+
+    from antgo_mlflow.engine.hooks.mlflow_logger import log_torch_model
+    from antgo_mlflow.project.projects import get_project
+    from antgo_mlflow.registry import MODELS
+    from tests.teachers import WRN
+
+    torch.manual_seed(seed)
+    model = MODELS.build(WRN, path="model").eval()
+    client = MlflowClient()
+    run = client.create_run(get_project(project, client).experiment_id, tags={"antgo.exp": "e1"})
+    import mlflow
+
+    with mlflow.start_run(run_id=run.info.run_id):  # the logged model joins the run's experiment
+        log_torch_model(client, run.info.run_id, model, np.zeros((2, 3, 32, 32), np.float32))
+    return run.info.run_id
