@@ -111,7 +111,7 @@ def server(projects, root, workdir, interval, once, iterate, budget, threshold, 
       LABEL_STUDIO_API_KEY=... antgo server --project=digits --budget=60 \\
           --label-studio=http://127.0.0.1:8080 --once
     """
-    from antgo_mlflow.errors import UsageError
+    from antgo_mlflow.errors import AntgoError, UsageError
     from antgo_mlflow.project.projects import get_client, mlflow_errors
     from antgo_mlflow.server import lock
     from antgo_mlflow.server.loop import LoopOptions, auto_projects, reap_dead_runs, serve_once
@@ -153,10 +153,14 @@ def server(projects, root, workdir, interval, once, iterate, budget, threshold, 
                     echo(f"ended {len(reaped)} run(s) a stopped server left running")
                 echo(f"serving {', '.join(names)}")
                 while True:
-                    serve_once(names, opts, iterate=iterate, client=client)
+                    results = serve_once(names, opts, iterate=iterate, client=client)
                     if once or iterate:
                         break
                     time.sleep(interval)
         except KeyboardInterrupt:
             echo("stopped")
             return
+    errors = [r for r in results if r["state"] in ("error", "failed")]
+    if errors:  # for cron: a pass that could not do its work exits 2 (reasons printed above)
+        first = errors[0]
+        raise AntgoError(f"{first['project']}: {first['note']}")

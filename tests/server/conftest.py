@@ -73,7 +73,9 @@ def product(project) -> str:
     from tests.teachers import register_teacher
 
     register_teacher(project, alias="champion")
-    MlflowClient().set_registered_model_alias(project, "production", "1")
+    client = MlflowClient()
+    client.set_registered_model_alias(project, "production", "1")
+    client.set_model_version_tag(project, "1", "antgo.exp", "e1")  # the exp candidates train
     return project
 
 
