@@ -2,14 +2,19 @@
 project's semi-supervised / distillation setting (``build_training_config``, teacher =
 ``champion``), through the project's submitter (local when none is set).
 
-A server killed during training leaves the training run RUNNING with a dead owner; the restart
-reaps it (``engine.run_owner``: it ends FAILED) and this step - the same step run - trains again.
+A server killed (even ``kill -9``) during training: the restarted step - the same step run - looks
+for the training run it started (exp ``exp``, started after the step run): a FINISHED one is taken
+as it is, one still RUNNING with a live owner (the orphaned trainer) is waited for, and only a
+FAILED/KILLED one (or one whose owner is gone: ``engine.run_owner`` reaps it) is trained again - so
+no duplicate training runs.
 
 Inputs: ``exp``, ``stage`` (auto/supervised/semi/distillation), ``data`` (the registrations'
 digests, so new data makes a new key), ``params``. Output: ``run_id`` of the training run.
 """
 
 from __future__ import annotations
+
+UNCLAIMED_S = 120.0  # a training run with no trainer (owner) after this long never started
 
 
 def run(ctx, inputs: dict) -> dict:
@@ -33,3 +38,37 @@ def run(ctx, inputs: dict) -> dict:
         result = experiments.train(ctx.project, exp, params=params, stage=stage)
     ctx.tag("antgo.pipeline.train_run", result["run_id"])
     return {"run_id": result["run_id"], "stage": result.get("stage", stage)}
+
+
+def _earlier_run(ctx, exp: str) -> dict | None:
+    """The outcome of a training run an earlier attempt of this step started, if it counts."""
+    import time
+
+    from antgo_mlflow.engine.run_owner import owner_of, reap
+    from antgo_mlflow.server.state import KIND, StepWaiting
+
+    client = ctx.client
+    since = client.get_run(ctx.step_run_id).info.start_time
+    runs = client.search_runs(
+        [ctx.experiment_id],
+        f"tags.`antgo.exp` = '{exp}' and attributes.start_time >= {since}",
+        order_by=["attributes.start_time DESC"],
+    )
+    runs = [r for r in runs if KIND not in r.data.tags]
+    for run in runs:
+        status = run.info.status
+        if status == "RUNNING" and reap(client, [run]):
+            continue  # its trainer is gone: ended FAILED, train again
+        if status == "RUNNING" and not owner_of(run.data.tags):
+            if time.time() * 1000 - run.info.start_time > UNCLAIMED_S * 1000:
+                client.set_terminated(run.info.run_id, "FAILED")  # its trainer never started
+                continue
+        if status == "RUNNING":
+            raise StepWaiting(
+                f"training run {run.info.run_id} (started before a restart) still runs"
+            )
+        if status == "FINISHED":
+            ctx.echo(f"train: run {run.info.run_id} finished while the server was down")
+            ctx.tag("antgo.pipeline.train_run", run.info.run_id)
+            return {"run_id": run.info.run_id, "stage": "recovered"}
+    return None
