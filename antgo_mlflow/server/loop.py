@@ -181,7 +181,8 @@ def run_iteration(project: str, record: dict | None, opts: LoopOptions, client=N
         lab = _step(ctx, "label", {"selected": sel["selected"], "classes": classes,
                                    "label_type": label_cfg.get("type") or "CLASS",
                                    "url": opts.label_studio or os.environ.get("ANTGO_LABEL_STUDIO_URL"),
-                                   "timeout": opts.label_timeout, "policy": opts.label_policy})  # fmt: skip
+                                   "timeout": opts.label_timeout,
+                                   "document_root": str(Path(opts.root).expanduser().absolute()), "policy": opts.label_policy})  # fmt: skip
         reg = _step(ctx, "pack_register", {"human": lab["human"], "pseudo": sel["pseudo"],
                                            "unlabel": sel["unlabel"]})  # fmt: skip
         digests = sorted(r["digest"] for r in list_data(project, client)["train/label"])

@@ -103,7 +103,8 @@ def test_label_waits_and_says_so_when_label_studio_is_unreachable(product, tmp_p
     selected = digits_gt(tmp_path / "sel", range(3), labelled=False)
     ctx = _ctx(product, tmp_path)
     inputs = {"selected": str(selected), "classes": [str(i) for i in range(10)],
-              "label_type": "CLASS", "url": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
+              "label_type": "CLASS", "url": f"http://127.0.0.1:{free_port()}",
+              "document_root": str(tmp_path)}  # fmt: skip
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     with pytest.raises(UsageError, match="LABEL_STUDIO_API_KEY"):
         _run(ctx, "label", inputs)

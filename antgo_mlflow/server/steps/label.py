@@ -8,7 +8,9 @@ the server goes on with other projects. ``timeout`` (seconds since the project w
 wait: ``policy="partial"`` keeps what is labelled, ``"fail"`` fails the step.
 
 Inputs: ``selected`` (GT file), ``classes``, ``label_type`` (CLASS...), ``url`` (Label Studio; the
-API token comes from ``$LABEL_STUDIO_API_KEY``), ``timeout``, ``policy``.
+API token comes from ``$LABEL_STUDIO_API_KEY``), ``document_root`` (that Label Studio's
+``LOCAL_FILES_DOCUMENT_ROOT``: the server's workdir, where the selected images are), ``timeout``,
+``policy``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,18 @@ def _session(ctx, inputs: dict, api, samples: list[dict]):
     from antgo_mlflow.review.labelling import LabelSession, label_config
 
     tags = {name: i for i, name in enumerate(inputs["classes"])}
+    import urllib.parse
+
     root = Path(os.path.commonpath([os.path.dirname(s["image_file"]) for s in samples]))
+    doc_root = Path(inputs["document_root"]).resolve()
+    if doc_root not in root.parents:
+        raise UsageError(
+            f"{root}: the images to label must be under Label Studio's document root {doc_root}"
+        )
+
+    def ref(path: str) -> str:
+        return "/data/local-files/?d=" + urllib.parse.quote(str(Path(path).relative_to(doc_root)))
+
     known = ctx.step_tags().get(PROJECT_TAG)
     if known:
         project = api.call("GET", f"/api/projects/{known}")
@@ -66,7 +79,7 @@ def _session(ctx, inputs: dict, api, samples: list[dict]):
     session.count = len(samples)
     if not known:
         tasks = [
-            {"data": {"image": session._image_ref(Path(s["image_file"])), "antgo_index": i}}
+            {"data": {"image": ref(s["image_file"]), "antgo_index": i}}
             for i, s in enumerate(samples)
         ]
         for k in range(0, len(tasks), 500):
@@ -77,7 +90,7 @@ def _session(ctx, inputs: dict, api, samples: list[dict]):
         present = int(api.call("GET", f"/api/projects/{known}").get("task_number") or 0)
         if present == 0:
             tasks = [
-                {"data": {"image": session._image_ref(Path(s["image_file"])), "antgo_index": i}}
+                {"data": {"image": ref(s["image_file"]), "antgo_index": i}}
                 for i, s in enumerate(samples)
             ]
             api.call("POST", f"/api/projects/{known}/import", tasks)

@@ -22,11 +22,21 @@ def run(ctx, inputs: dict) -> dict:
     from antgo_mlflow.project import experiments
     from antgo_mlflow.project.settings import get_setting
 
+    def resolve(project, stage, client):
+        from antgo_mlflow.project.training_config import resolve_stage
+
+        settings = {k: get_setting(project, k, client) for k in ("semi", "distillation")}
+        return resolve_stage(stage, settings)
+
     exp, stage, params = (
         inputs["exp"],
         inputs.get("stage") or "auto",
         dict(inputs.get("params") or {}),
     )
+    if resolve(ctx.project, stage, ctx.client) == "supervised":
+        # antgo train leaves a supervised config alone: add the registered labelled data here
+        params["config"] = _supervised_config(ctx, exp, params)
+        stage = "supervised"
     submitter = (get_setting(ctx.project, "submitter", ctx.client) or {}).get("method")
     cloud = experiments.CLOUD_METHODS.get(submitter or "")
     ctx.echo(
@@ -72,3 +82,28 @@ def _earlier_run(ctx, exp: str) -> dict | None:
             ctx.tag("antgo.pipeline.train_run", run.info.run_id)
             return {"run_id": run.info.run_id, "stage": "recovered"}
     return None
+
+
+def _supervised_config(ctx, exp: str, params: dict) -> str:
+    """The exp's base config plus every registered ``train/label`` set, dumped into the workdir."""
+    from pathlib import Path
+
+    from mlflow.projects.utils import load_project
+
+    from antgo_mlflow.errors import UsageError
+    from antgo_mlflow.project.experiments import exp_folder
+    from antgo_mlflow.project.projects import get_project
+    from antgo_mlflow.project.training_config import build_training_config
+
+    folder = exp_folder(ctx.project, exp, get_project(ctx.project, ctx.client))
+    entry = load_project(str(folder))._entry_points.get("train")
+    declared = entry.parameters if entry is not None else {}
+    base = params.get("config") or (declared["config"].default if "config" in declared else None)
+    if not base:
+        raise UsageError(f"{folder / 'MLproject'}: the train entry point needs a config parameter")
+    base_path = Path(base) if Path(base).is_absolute() else folder / base
+    cfg = build_training_config(base_path, ctx.project, "supervised", client=ctx.client)
+    out = Path(ctx.workdir) / "train" / f"{exp}-supervised.py"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg.dump(out)
+    return str(out)
