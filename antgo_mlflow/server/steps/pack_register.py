@@ -30,6 +30,12 @@ def run(ctx, inputs: dict) -> dict:
         metrics[f"register/{name}"] = len(samples)
         if not samples:
             continue
+        if split == "train/label":
+            # registered as labels: the experts' output is kept as a note, not as a pseudo-label
+            # marker (which GTDataset would read as "no ground truth")
+            for sample in samples:
+                if "predictions" in sample:
+                    sample["loop_predictions"] = sample.pop("predictions")
         folder = Path(ctx.workdir) / "data" / name
         if folder.exists():
             shutil.rmtree(folder)
