@@ -131,7 +131,7 @@ def test_one_iteration_end_to_end_with_kill_9_during_label_and_train(project, tm
     env = dict(os.environ, LABEL_STUDIO_API_KEY=ls.token, ANTGO_PROGRESS="0")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     argv = [sys.executable, "-m", "antgo_mlflow", "server", f"--project={project}",
-            f"--workdir={workdir}", "--budget=10", "--threshold=0.9", "--interval=1",
+            f"--workdir={workdir}", "--budget=10", "--threshold=0.0", "--interval=1",
             f"--label-studio={ls.url}", "--margin=-1"]  # fmt: skip
     log = open(tmp_path / "server.log", "ab")  # noqa: SIM115
 

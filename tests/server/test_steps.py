@@ -40,7 +40,7 @@ def test_predict_and_select_split_the_pool_three_ways(product, tmp_path):
     selected = json.loads(open(sel["selected"]).read())
     assert all(s.get("image_label") is None for s in selected)  # people label these
     pseudo = json.loads(open(sel["pseudo"]).read())
-    assert all(isinstance(s["image_label"], int) for s in pseudo)
+    assert all(isinstance(s["image_label"], int) and s["image_label"] >= 0 for s in pseudo)
     names = {s["image_file"].rsplit("/", 1)[-1] for s in selected + pseudo}
     assert len(names) == 30  # every pool image in exactly one set
 

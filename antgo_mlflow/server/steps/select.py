@@ -40,7 +40,7 @@ def run(ctx, inputs: dict) -> dict:
         if key_of(s) in chosen:
             s = {k: v for k, v in s.items() if k not in ("image_label", "image_label_name")}
             selected.append(s)
-        elif s.get("image_label") is not None:
+        elif (s.get("predictions") or {}).get("confident") is True:
             pseudo.append(s)
         else:
             rest.append(s)
