@@ -9,12 +9,12 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import DataError, UsageError
 from antgo_mlflow.server import state
 from antgo_mlflow.server.steps import step_function
@@ -180,7 +180,7 @@ def run_iteration(project: str, record: dict | None, opts: LoopOptions, client=N
         classes = label_cfg.get("category") or sel.get("classes") or []
         lab = _step(ctx, "label", {"selected": sel["selected"], "classes": classes,
                                    "label_type": label_cfg.get("type") or "CLASS",
-                                   "url": opts.label_studio or os.environ.get("ANTGO_LABEL_STUDIO_URL"),
+                                   "url": opts.label_studio or env.text(env.ANTGO_LABEL_STUDIO_URL),
                                    "timeout": opts.label_timeout,
                                    "document_root": str(Path(opts.root).expanduser().absolute()), "policy": opts.label_policy})  # fmt: skip
         reg = _step(ctx, "pack_register", {"human": lab["human"], "pseudo": sel["pseudo"],
