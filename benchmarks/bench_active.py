@@ -28,6 +28,16 @@ Run under the CPU lock and quote the load:
     flock /work/wt/cpu.lock python benchmarks/bench_active.py            # ~10 min on 2 cores
     python benchmarks/bench_active.py --quick                            # smoke run, ~1 min
 
+On a shared machine, run it in pieces (one strategy x one seed, the label-error part, the speed
+part) so that the lock is held a minute or two at a time; the figures go to a JSON file that the
+next invocation resumes from, and the tables print once every piece is in it:
+
+    while flock /work/wt/cpu.lock python benchmarks/bench_active.py \
+        --results bench_active.json --pieces 5; [ $? = 3 ]; do sleep 5; done
+
+(it exits 3 while pieces are missing, 0 once the tables are printed). The file remembers the
+options it was started with; other options start a new file or are refused.
+
 The last line, for scripts:
 ``active: default=<strategy> labels_to_match_random=<N> random_labels=300 auc_default=<x> auc_random=<y>``
 """
@@ -177,8 +187,13 @@ def split(labels: np.ndarray, test_size: int, seed: int = 0) -> tuple[np.ndarray
     return pool, test
 
 
-def run_curves(args, x, y, npz, tmp: Path) -> dict:
-    """acc[strategy][seed] = list of test accuracies at 20, 40, ..., max labels."""
+def run_curve(args, x, y, npz, tmp: Path, name: str, seed: int) -> list[float]:
+    """Test accuracies at 20, 40, ..., max labels of strategy ``name`` from seed ``seed``'s start.
+
+    One (strategy, seed) is one piece of the benchmark: the 20-label model and every round's
+    training seed depend on ``seed`` only, so pieces run in separate processes give the same
+    numbers as one long run (common random numbers across strategies).
+    """
     import torch
 
     from antgo_mlflow.active.rank import select
@@ -187,51 +202,36 @@ def run_curves(args, x, y, npz, tmp: Path) -> dict:
 
     pool_idx, test_idx = split(y, args.test)
     xt = torch.from_numpy(x[test_idx])
-    sizes = list(range(args.initial, args.max_labels + 1, args.step))
-    acc = {s: {} for s in args.strategies}
-    started = time.perf_counter()
-    for seed in range(args.seeds):
-        rng = np.random.default_rng(1000 + seed)
-        initial = rng.choice(pool_idx, size=args.initial, replace=False).tolist()
-        first = None  # the 20-label model is the same for every strategy of this seed
-        for name in args.strategies:
-            strategy = ACQUISITIONS.build(dict(type=name))
-            labelled = list(initial)
-            curve = []
-            for r, n in enumerate(sizes):
-                round_seed = seed * 1000 + r  # shared by all strategies: common random numbers
-                if r == 0 and first is not None:
-                    model = first
-                else:
-                    model = train_round(
-                        npz, labelled, args.steps, args.batch, round_seed, str(tmp / "work")
-                    )
-                    if r == 0:
-                        first = model
-                pt, _ = infer(model, xt)
-                curve.append(float((pt.argmax(1) == y[test_idx]).mean()))
-                if n == sizes[-1]:
-                    break
-                rest = np.setdiff1d(pool_idx, labelled)
-                probs, emb = infer(model, torch.from_numpy(x[rest]))
-                lab_probs, lab_emb = infer(model, torch.from_numpy(x[labelled]))
-                p = Pool(
-                    probs,
-                    embeddings=emb,
-                    labeled_probs=lab_probs,
-                    labeled_labels=y[labelled],
-                    labeled_embeddings=lab_emb,
-                )
-                sel = select(p, args.step, strategy, seed=round_seed)
-                labelled += rest[sel.order[: args.step]].tolist()
-            acc[name][seed] = curve
-            print(
-                f"  seed {seed} {name:<10} " + " ".join(f"{a:.3f}" for a in curve)
-                + f"   ({time.perf_counter() - started:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )  # fmt: skip
-    return {"sizes": sizes, "acc": acc}
+    sizes = curve_sizes(args)
+    rng = np.random.default_rng(1000 + seed)
+    labelled = rng.choice(pool_idx, size=args.initial, replace=False).tolist()
+    strategy = ACQUISITIONS.build(dict(type=name))
+    curve = []
+    for r, n in enumerate(sizes):
+        round_seed = seed * 1000 + r  # shared by all strategies: common random numbers
+        model = train_round(npz, labelled, args.steps, args.batch, round_seed, str(tmp / "work"))
+        pt, _ = infer(model, xt)
+        curve.append(float((pt.argmax(1) == y[test_idx]).mean()))
+        if n == sizes[-1]:
+            break
+        rest = np.setdiff1d(pool_idx, labelled)
+        probs, emb = infer(model, torch.from_numpy(x[rest]))
+        lab_probs, lab_emb = infer(model, torch.from_numpy(x[labelled]))
+        p = Pool(
+            probs,
+            embeddings=emb,
+            labeled_probs=lab_probs,
+            labeled_labels=y[labelled],
+            labeled_embeddings=lab_emb,
+        )
+        sel = select(p, args.step, strategy, seed=round_seed)
+        labelled += rest[sel.order[: args.step]].tolist()
+    return curve
+
+
+def curve_sizes(args) -> list[int]:
+    """The label counts of the learning curve: initial, initial + step, ..., max labels."""
+    return list(range(args.initial, args.max_labels + 1, args.step))
 
 
 def labels_to_reach(sizes, curve, target) -> int | None:
@@ -292,6 +292,9 @@ def run_issues(args, tmp: Path) -> dict:
         true = samples[i]["image_label"]
         wrong = int(rng.choice([c for c in range(10) if c != true]))
         samples[i]["image_label"], samples[i]["image_label_name"] = wrong, str(wrong)
+    # the noisy copy names the cached digits by absolute path: allow that folder (antgo_mlflow.gt)
+    roots = [r for r in os.environ.get("ANTGO_DATA_ROOTS", "").split(os.pathsep) if r]
+    os.environ["ANTGO_DATA_ROOTS"] = os.pathsep.join([*roots, str(train_gt.parent.resolve())])
     noisy = tmp / "noisy" / "annotation.json"
     noisy.parent.mkdir()
     save_gt(noisy, samples)
@@ -373,6 +376,107 @@ def run_speed(args) -> dict:
     return out
 
 
+PIECES_INCOMPLETE = 3  # exit status while the results file still misses pieces
+
+
+def options_key(args) -> dict:
+    """The options every piece of one results file must share."""
+    keys = ("quick", "seeds", "strategies", "test", "initial", "step", "max_labels", "steps")
+    keys += ("batch", "issues_epochs", "issues_subset", "speed_n", "kcenter_n", "kcenter_k")
+    return {k: getattr(args, k) for k in keys}
+
+
+def all_pieces(args) -> list[str]:
+    """Piece names in running order: ``curves/<strategy>/<seed>``, ``issues``, ``speed``."""
+    pieces = []
+    if "curves" not in args.skip:
+        pieces += [f"curves/{s}/{seed}" for seed in range(args.seeds) for s in args.strategies]
+    pieces += [part for part in ("issues", "speed") if part not in args.skip]
+    return pieces
+
+
+def load_results(path: str | None, args) -> dict:
+    """The results file's pieces (empty for a new file); SystemExit when its options differ."""
+    if not path or not Path(path).exists():
+        return {"options": options_key(args), "pieces": {}}
+    data = json.loads(Path(path).read_text())
+    if data.get("options") != options_key(args):
+        raise SystemExit(
+            f"bench_active: {path} was started with other options ({data.get('options')}); "
+            "give the same options or another --results file"
+        )
+    return data
+
+
+def save_results(path: str | None, data: dict) -> None:
+    """Write the results file atomically (a piece killed mid-way leaves the previous file)."""
+    if not path:
+        return
+    tmp = Path(f"{path}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def run_piece(piece: str, args, x, labels, npz, tmp: Path):
+    """The figures of one piece."""
+    if piece.startswith("curves/"):
+        _, name, seed = piece.split("/")
+        return run_curve(args, x, labels, npz, tmp, name, int(seed))
+    if piece == "issues":
+        return run_issues(args, tmp)
+    return run_speed(args)
+
+
+def print_load(prefix: str) -> str:
+    load = os.getloadavg()
+    text = f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    print(f"{prefix}{text}", flush=True)
+    return text
+
+
+def report(args, done: dict) -> dict:
+    """Print the tables of every part from the pieces; return the figures."""
+    figures: dict = {}
+    if "curves" not in args.skip:
+        acc = {s: {} for s in args.strategies}
+        for seed in range(args.seeds):
+            for s in args.strategies:
+                acc[s][seed] = done[f"curves/{s}/{seed}"]["figures"]
+        print(
+            f"\nlearning curves: pool {args.pool_size}, test {args.test}, "
+            f"{args.initial} -> {args.max_labels} labels (+{args.step}/round), {args.seeds} "
+            f"seeds, {args.steps} steps x batch {args.batch} per round"
+        )
+        for seed in range(args.seeds):
+            for s in args.strategies:
+                piece = done[f"curves/{s}/{seed}"]
+                print(
+                    f"  seed {seed} {s:<10} " + " ".join(f"{a:.3f}" for a in piece["figures"])
+                    + f"   ({piece['seconds']:.0f} s, {piece['load']})"
+                )  # fmt: skip
+        curves = {"sizes": curve_sizes(args), "acc": acc}
+        seconds = sum(done[p]["seconds"] for p in done if p.startswith("curves/"))
+        figures["curves"] = {**report_curves(curves), "seconds": seconds, "raw": curves}
+        print(f"learning curves took {seconds:.0f} s (sum over pieces)")
+    for part in ("issues", "speed"):
+        if part in args.skip:
+            continue
+        figures[part] = done[part]["figures"]
+        print(f"\n{part} ({done[part]['seconds']:.0f} s, {done[part]['load']}):")
+        if part == "issues":
+            f = figures[part]
+            print(
+                f"label errors: {f['flips']} train labels flipped; find_issues(cv_folds=3) "
+                f"flagged {f['flagged']}: recall {f['recall']:.3f} (goal >= 0.80), precision "
+                f"{f['precision']:.3f} (goal >= 0.50)"
+            )
+        else:
+            for name, value in figures[part].items():
+                shown = f"{value:.3f} s" if isinstance(value, float) else value
+                print(f"  {name:<24}{shown}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (~1-2 min)")
@@ -388,6 +492,12 @@ def main() -> None:
     parser.add_argument("--issues-epochs", type=int, default=12, help="epochs per fold model")
     parser.add_argument("--skip", nargs="*", default=[], choices=["curves", "issues", "speed"])
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--results", default=None, help="JSON file of finished pieces: resumed from, appended to"
+    )
+    parser.add_argument(
+        "--pieces", type=int, default=None, help="run at most this many missing pieces, then stop"
+    )
     args = parser.parse_args()
     args.issues_subset = 450
     args.speed_n, args.kcenter_n, args.kcenter_k = 100_000, 20_000, 1_000
@@ -402,42 +512,48 @@ def main() -> None:
     from antgo_mlflow.data.sources.digits import digits_arrays
 
     torch.set_num_threads(args.threads)
-    load = os.getloadavg()
     print(
-        f"bench_active: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"bench_active: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
         + (" (--quick)" if args.quick else "")
     )
+    print_load("bench_active: at the start, ")
+    data = load_results(args.results, args)
+    done = data["pieces"]
+    todo = [p for p in all_pieces(args) if p not in done]
+    if args.pieces is not None:
+        todo = todo[: max(0, args.pieces)]
     register_bench_modules()
     images, labels = digits_arrays()
+    args.pool_size = len(images) - args.test
     x = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - MEAN) / STD
-    figures: dict = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-active-") as tmp:
         tmp = Path(tmp)
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         npz = str(tmp / "digits.npz")
         np.savez(npz, x=x, y=labels.astype(np.int64))
-        if "curves" not in args.skip:
-            print(
-                f"\nlearning curves: pool {len(x) - args.test}, test {args.test}, "
-                f"{args.initial} -> {args.max_labels} labels (+{args.step}/round), {args.seeds} "
-                f"seeds, {args.steps} steps x batch {args.batch} per round"
-            )
+        for piece in todo:
             t = time.perf_counter()
-            curves = run_curves(args, x, labels, npz, tmp)
-            figures["curves"] = {**report_curves(curves), "seconds": time.perf_counter() - t}
-            figures["curves"]["raw"] = curves
-            print(f"learning curves took {figures['curves']['seconds']:.0f} s")
-        if "issues" not in args.skip:
-            figures["issues"] = run_issues(args, tmp)
-        if "speed" not in args.skip:
-            figures["speed"] = run_speed(args)
-    load = os.getloadavg()
-    print(
-        f"\ntotal {time.perf_counter() - t0:.0f} s; load average at the end "
-        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+            figures = run_piece(piece, args, x, labels, npz, tmp)
+            seconds = time.perf_counter() - t
+            load = os.getloadavg()
+            done[piece] = {
+                "figures": figures,
+                "seconds": seconds,
+                "load": f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+            }
+            save_results(args.results, data)
+            print(f"piece {piece}: {seconds:.0f} s, {done[piece]['load']}", flush=True)
+    print(f"\nthis invocation: {time.perf_counter() - t0:.0f} s")
+    print_load("bench_active: at the end, ")
+    missing = [p for p in all_pieces(args) if p not in done]
+    if missing:
+        print(
+            f"bench_active: {len(missing)} of {len(all_pieces(args))} pieces missing "
+            f"(next: {missing[0]}); run again with --results {args.results} to continue"
+        )
+        sys.exit(PIECES_INCOMPLETE)
+    figures = report(args, done)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     if "curves" in figures:

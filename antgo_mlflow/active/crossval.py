@@ -123,7 +123,9 @@ def out_of_fold_probs(
             fold_dir = Path(tmp) / f"{FOLD_PREFIX}{k}"
             held = np.flatnonzero(fold_of == k)
             gt = _subset_gt(data, np.flatnonzero(fold_of != k), fold_dir / "gt")
-            summary = package_tfrecord(str(gt), str(fold_dir / "shards"), "train")
+            # the fold GT names the user's images by absolute path: allow their dataset folder
+            roots = [str(data.base.resolve())] if data.base is not None else None
+            summary = package_tfrecord(str(gt), str(fold_dir / "shards"), "train", data_roots=roots)
             cfg = _fold_config(str(config), [str(p) for p in summary.shards], cfg_options, epochs)
             run_id = None
             if parent_run_id:

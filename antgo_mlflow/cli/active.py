@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from antgo_mlflow.cli.options import POSITIVE_INT, FiniteFloat
+
 
 def _csv(values) -> list[str]:
     return [p.strip() for v in values or () for p in str(v).split(",") if p.strip()]
@@ -60,10 +62,15 @@ def active() -> None:
 @click.option("--labeled", default=None, help="Labelled GT: ActiveLab's term, k-center's centers.")
 @project_opt
 @click.option(
-    "--pool-factor", type=float, default=None, help="hybrid: uncertain candidates = F × budget."
+    "--pool-factor",
+    type=FiniteFloat(min=1),
+    default=None,
+    help="hybrid: uncertain candidates = F × budget.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of random and tie-breaking [default 0].")
-@click.option("--batch-size", type=int, default=None, help="Images per inference batch [64].")
+@click.option(
+    "--batch-size", type=POSITIVE_INT, default=None, help="Images per inference batch [64]."
+)
 @click.option("--config", default=None, help="Config that builds .pth checkpoints without one.")
 @trust_opt
 def rank_cmd(
@@ -129,14 +136,18 @@ def rank_cmd(
     "probabilities instead of --models.",
 )
 @click.option("--config", default=None, help="Training config for --cv-folds.")
-@click.option("--epochs", type=int, default=None, help="--cv-folds: epochs per fold model.")
+@click.option(
+    "--epochs", type=POSITIVE_INT, default=None, help="--cv-folds: epochs per fold model."
+)
 @click.option(
     "--cfg-options", multiple=True, help="--cv-folds: a config override key=value (repeatable)."
 )
 @click.option("--tgt", default=None, help="Output folder [default: output/active-issues/<time>].")
 @project_opt
 @click.option("--seed", type=int, default=0, show_default=True, help="Fold and training seed.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Inference batch.")
+@click.option(
+    "--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Inference batch."
+)
 @trust_opt
 def issues_cmd(
     src,

@@ -191,6 +191,8 @@ def validate_activelearning(cfg: dict, where: str, name: str | None = None) -> d
         not isinstance(models, (list, tuple)) or not all(isinstance(m, str) and m for m in models)
     ):
         raise ConfigError(f"{where}: models must be a list of model URIs")
+    if "metas" in out and not isinstance(out["metas"], dict):
+        raise ConfigError(f"{where}: metas must be a dict (e.g. dict(category=[...]))")
     strategy = out.get("strategy", name or "hybrid")
     strategy = dict(strategy) if isinstance(strategy, dict) else {"type": strategy}
     if name and strategy.get("type") != name:

@@ -93,6 +93,44 @@ def test_a_large_setting_is_a_settings_run_artifact(project, tmp_path):
     assert run.data.tags["antgo.kind"] == "settings" and run.info.status == "FINISHED"
 
 
+def test_activelearning_names_are_the_registered_strategies(project, tmp_path):
+    assert st.update_setting(project, "activelearning", name="margin")["config"] == {
+        "strategy": {"type": "margin"}
+    }
+    cfg = _cfg(
+        tmp_path,
+        "ac_config.py",
+        "strategy = dict(type='hybrid', uncertainty='entropy')\nbudget = 50\npool_factor = 4\n"
+        "models = ['models:/x@champion']\n",
+    )
+    stored = st.update_setting(project, "activelearning", config=cfg)
+    assert stored["method"] == "hybrid" and stored["config"]["budget"] == 50
+    assert stored["config"]["strategy"] == {
+        "type": "hybrid",
+        "uncertainty": "entropy",
+        "pool_factor": 4,
+    }
+    before = registry_state(project)
+    for kwargs, fragment in [
+        (dict(name="uncertainty"), "no built-in project/activelearning"),
+        (
+            dict(config=_cfg(tmp_path, "a.py", "sampling_count = 5\n")),
+            "unknown key 'sampling_count'",
+        ),
+        (dict(config=_cfg(tmp_path, "b.py", "budget = 0\n")), "budget=0 must be a positive"),
+        (dict(config=_cfg(tmp_path, "c.py", "strategy = 'kcentre'\n")), "did you mean 'kcenter'"),
+        (dict(config=_cfg(tmp_path, "d.py", "pool_factor = 0.5\n")), "pool_factor"),
+        (
+            dict(config=_cfg(tmp_path, "e.py", "strategy = 'margin'\n"), name="kcenter"),
+            "contradicts",
+        ),
+        (dict(config=_cfg(tmp_path, "f.py", "metas = ['a']\n")), "metas must be a dict"),
+    ]:
+        with pytest.raises(AntgoError, match=fragment):
+            st.update_setting(project, "activelearning", **kwargs)
+    assert registry_state(project) == before
+
+
 SECRET = "s3cret-Pa55word"
 
 
@@ -174,42 +212,6 @@ def test_params_and_config_snapshots_hold_no_secret():
 
     params = {p.key: p.value for p in _param_items({"ssh.password": SECRET, "lr": 0.1})}
     assert params == {"ssh.password": "***", "lr": "0.1"}
-
-def test_activelearning_names_are_the_registered_strategies(project, tmp_path):
-    assert st.update_setting(project, "activelearning", name="margin")["config"] == {
-        "strategy": {"type": "margin"}
-    }
-    cfg = _cfg(
-        tmp_path,
-        "ac_config.py",
-        "strategy = dict(type='hybrid', uncertainty='entropy')\nbudget = 50\npool_factor = 4\n"
-        "models = ['models:/x@champion']\n",
-    )
-    stored = st.update_setting(project, "activelearning", config=cfg)
-    assert stored["method"] == "hybrid" and stored["config"]["budget"] == 50
-    assert stored["config"]["strategy"] == {
-        "type": "hybrid",
-        "uncertainty": "entropy",
-        "pool_factor": 4,
-    }
-    before = registry_state(project)
-    for kwargs, fragment in [
-        (dict(name="uncertainty"), "no built-in project/activelearning"),
-        (
-            dict(config=_cfg(tmp_path, "a.py", "sampling_count = 5\n")),
-            "unknown key 'sampling_count'",
-        ),
-        (dict(config=_cfg(tmp_path, "b.py", "budget = 0\n")), "budget=0 must be a positive"),
-        (dict(config=_cfg(tmp_path, "c.py", "strategy = 'kcentre'\n")), "did you mean 'kcenter'"),
-        (dict(config=_cfg(tmp_path, "d.py", "pool_factor = 0.5\n")), "pool_factor"),
-        (
-            dict(config=_cfg(tmp_path, "e.py", "strategy = 'margin'\n"), name="kcenter"),
-            "contradicts",
-        ),
-    ]:
-        with pytest.raises(AntgoError, match=fragment):
-            st.update_setting(project, "activelearning", **kwargs)
-    assert registry_state(project) == before
 
 
 def test_submitter_resources_from_flags_keep_the_method(project):
