@@ -37,8 +37,15 @@ Example:
     ...     head=dict(type="ClsHead")), path="model")
 """
 
-from antgo_mlflow.models import backbones, base, classifier, heads, losses  # noqa: F401  (registers)
-from antgo_mlflow.models import distill, semi  # noqa: F401  (registers)
+from antgo_mlflow.models import (  # noqa: F401  (registers)
+    backbones,
+    base,
+    classifier,
+    distill,
+    heads,
+    losses,
+    semi,
+)
 from antgo_mlflow.models.base import BaseModel, PlainModelSteps, as_steps
 from antgo_mlflow.models.classifier import ImageClassifier
 from antgo_mlflow.models.heads import ClsHead, StackedLinearClsHead

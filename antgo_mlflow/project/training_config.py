@@ -45,8 +45,10 @@ METHODS: dict[str, dict[str, str]] = {
 #: names antgo knows that nothing implements here (yet): refused with these reasons
 NOT_IMPLEMENTED: dict[str, dict[str, str]] = {
     "semi": {
-        "dense": "detection dense-teacher comes later (with the detection semi-supervised work)",
-        "detmpl": "detection MPL comes later (with the detection semi-supervised work)",
+        "dense": "detection dense-teacher comes later (with the detection semi-supervised work): "
+        "dense-teacher is not implemented yet",
+        "detmpl": "detection MPL comes later (with the detection semi-supervised work): "
+        "Meta Pseudo Labels is not implemented yet for detection",
     },
     "distillation": {"reviewkd": "ReviewKD is not implemented; use --name=kd (Hinton KD)"},
 }

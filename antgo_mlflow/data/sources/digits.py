@@ -284,7 +284,14 @@ def _build_subset(tmp: Path, prepared: PreparedData, indices: list[int], name: s
         for s in picked:  # relative to the subset folder, which sits beside the tmp folder
             s["image_file"] = os.path.relpath(train.gt.parent / s["image_file"], tmp)
         save_gt(tmp / f"{part}.json", picked)
-        pack(str(tmp / f"{part}.json"), str(tmp / "shards"), part, num=max(1, len(picked)))
+        # the images stay in the digits folder: allow it as the subset GT's data root
+        pack(
+            str(tmp / f"{part}.json"),
+            str(tmp / "shards"),
+            part,
+            num=max(1, len(picked)),
+            data_roots=[str(prepared.root)],
+        )
     (tmp / READY_FILE).write_text(json.dumps({"name": name, "labeled": len(indices)}))
 
 
