@@ -67,6 +67,11 @@ def _earlier_run(ctx, exp: str) -> dict | None:
     runs = [r for r in runs if KIND not in r.data.tags]
     for run in runs:
         status = run.info.status
+        if status == "RUNNING" and _trainer_alive(run.info.run_id):
+            # kill -9 of the server orphans its `mlflow run` group, which trains on: wait for it
+            raise StepWaiting(
+                f"training run {run.info.run_id} (started before a restart) still runs"
+            )
         if status == "RUNNING" and reap(client, [run]):
             continue  # its trainer is gone: ended FAILED, train again
         if status == "RUNNING" and not owner_of(run.data.tags):
@@ -107,3 +112,22 @@ def _supervised_config(ctx, exp: str, params: dict) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg.dump(out)
     return str(out)
+
+
+def _trainer_alive(run_id: str) -> bool:
+    """True when a process on this host still trains run ``run_id`` (its MLFLOW_RUN_ID)."""
+    import os
+
+    needle = f"MLFLOW_RUN_ID={run_id}".encode()
+    if not os.path.isdir("/proc"):
+        return False
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    return True
+        except OSError:
+            continue
+    return False
