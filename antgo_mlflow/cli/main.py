@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "antgo_mlflow.cli.active:active",
         "Active learning: rank a pool, find label errors.",
     ),
+    "server": (
+        "antgo_mlflow.cli.server:server",
+        "Run the automation loop (predict, select, label, train, promote).",
+    ),
     "hpo": ("antgo_mlflow.cli.hpo:hpo", "Hyper-parameter search (Optuna), trials as MLflow runs."),
     "submitter": (
         "antgo_mlflow.cli.submitter:submitter",

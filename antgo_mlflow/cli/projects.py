@@ -71,6 +71,7 @@ def show_project(project: str | None, as_json: bool) -> None:
             click.echo(f"{row['project']}  (experiment {row['experiment_id']}){extra}")
         return
     info = _run(describe_project, project)
+    info["loop"] = _run(_loop_state, info["experiment_id"])
     if as_json:
         _echo_json(info)
         return
@@ -82,10 +83,7 @@ def show_project(project: str | None, as_json: bool) -> None:
         else "  metric: none (runs ranked by start time)"
     )
     click.echo(head)
-    if info["git"] or info["image"]:
-        click.echo(
-            f"  git: {info['git'] or '-'}  image: {info['image'] or '-'}  auto: {info['auto']}"
-        )
+    click.echo(f"  git: {info['git'] or '-'}  image: {info['image'] or '-'}  auto: {info['auto']}")
     click.echo("roles:")
     for role, holders in info["roles"].items():
         if not holders:
@@ -118,6 +116,25 @@ def show_project(project: str | None, as_json: bool) -> None:
             else "-"
         )
         click.echo(f"  {kind:<15} {value}")
+    loop = info["loop"]
+    if not loop.get("iterations"):
+        click.echo("loop: no iterations yet")
+    else:
+        click.echo(
+            f"loop: iteration {loop['iteration']} {loop['state']}  step: {loop['current_step']}"
+            f"  (pipeline run {loop['run_id']})"
+        )
+        if loop.get("note"):
+            click.echo(f"  {loop['note']}")
+        if loop.get("last_promotion"):
+            click.echo(f"  last evaluation: {loop['last_promotion']}")
+
+
+def _loop_state(experiment_id: str) -> dict:
+    from antgo_mlflow.project.projects import get_client
+    from antgo_mlflow.server.state import loop_state
+
+    return loop_state(get_client(), experiment_id)
 
 
 @show.command("exp")

@@ -20,7 +20,6 @@ Logged per step: ``loss``, ``loss_x`` (CE), ``loss_kd``, ``loss_feat`` (with fea
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import AntgoError, ConfigError
 from antgo_mlflow.models._build import build_module, config_path
 from antgo_mlflow.models.base import as_steps
@@ -46,7 +46,7 @@ from antgo_mlflow.models.semi.common import (
 )
 from antgo_mlflow.registry import MODELS
 
-PROJECT_ENV = "ANTGO_PROJECT"  # set by `antgo train --project=...`
+PROJECT_ENV = env.ANTGO_PROJECT  # set by `antgo train --project=...`
 TEACHER_TYPE = "PretrainedModel"
 
 
@@ -68,7 +68,7 @@ def kd_loss(
 
 def default_teacher(project: str | None, path: str) -> str:
     """``models:/<project>@champion`` for ``project`` (else ``$ANTGO_PROJECT``)."""
-    project = project or os.environ.get(PROJECT_ENV)
+    project = project or env.text(PROJECT_ENV)
     if not project:
         raise ConfigError(
             f"{path}.teacher: no teacher given and no project known; set {path}.teacher to a "
