@@ -6,9 +6,7 @@ pipeline applies unchanged), split deterministically into train/val/test, writte
 JSON and packed as TFRecord shards under ``cache_dir()/digits-v1/<digest>/``.
 
 The folder name carries a digest of the source bytes and every rendering/split parameter, so any
-change builds a fresh folder. A build happens in a hidden sibling folder that is renamed into
-place when complete; two processes racing both build, the first rename wins and the loser
-discards its copy, so a reader never sees a half-written folder.
+change builds a fresh folder; ``_cache.build_once`` makes the build race-safe.
 
 Example:
     >>> data = prepare_digits()
@@ -17,25 +15,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import importlib.util
 import io
 import json
 import os
-import shutil
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from antgo_mlflow.data.sources import PreparedData, split_from_manifest
+from antgo_mlflow.data.sources._cache import READY_FILE, build_once
 from antgo_mlflow.env import cache_dir
 from antgo_mlflow.errors import MissingDependencyError
-from antgo_mlflow.fileio import TMP_PREFIX
 
 NAME = "digits"
 # Bump when the rendering, the split or the folder layout changes.
@@ -47,7 +40,6 @@ VAL_FRACTION = 0.1
 TEST_FRACTION = 0.2
 CLASS_NAMES = tuple(str(i) for i in range(10))
 SPLITS = ("train", "val", "test")
-READY_FILE = "ready.json"
 
 
 def _source_file() -> Path | None:
@@ -168,27 +160,6 @@ def _prepared(root: Path, digest: str) -> PreparedData:
     return PreparedData(NAME, root, CLASS_NAMES, splits, digest)
 
 
-def _remove_stale(base: Path, age_s: float = 3600.0) -> None:
-    """Delete build folders a killed process left behind (old enough not to be a live build)."""
-    for path in base.glob(f"{TMP_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            if time.time() - path.stat().st_mtime > age_s:
-                shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _no_progress():
-    old = os.environ.get("ANTGO_PROGRESS")
-    os.environ["ANTGO_PROGRESS"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("ANTGO_PROGRESS", None)
-        else:
-            os.environ["ANTGO_PROGRESS"] = old
-
-
 def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     """Build (once) and return the embedded digits as GT + TFRecord shards.
 
@@ -201,30 +172,12 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     raw, images, targets = _load_source()
     digest = digest_of(raw)
     base = Path(root) if root is not None else cache_dir()
-    base = base / f"{NAME}-v{LAYOUT_VERSION}"
-    final = base / digest
-    if (final / READY_FILE).is_file():
-        return _prepared(final, digest)
-    base.mkdir(parents=True, exist_ok=True)
-    if final.exists():  # a folder without its ready marker: not ours to trust, move it aside
-        with contextlib.suppress(OSError):
-            os.rename(final, base / f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:8]}")
-    _remove_stale(base)
-    tmp = base / f"{TMP_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
-    print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
-    started = time.perf_counter()
-    try:
-        with _no_progress():  # one line above instead of three short-lived bars
-            _build(tmp, images, targets, digest)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / READY_FILE).is_file():
-                raise
-            # another process finished first: its copy is identical, keep it
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    final = build_once(
+        base / f"{NAME}-v{LAYOUT_VERSION}",
+        digest,
+        lambda tmp: _build(tmp, images, targets, digest),
+        "the embedded digits dataset",
+    )
     return _prepared(final, digest)
 
 
