@@ -18,7 +18,8 @@ The contract between models and the Runner (fixed; the engine relies on it):
   and return ``dict[str, float]``.
 
 Registered here: ImageClassifier; heads ClsHead, StackedLinearClsHead; backbones WideResNet,
-TVBackbone, ResnetTV. Losses: CrossEntropyLoss, BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
+TVBackbone, ResnetTV; detectors FCOS, RetinaNet, FasterRCNN and their backbones TinyFPN,
+ResNetFPN, MobileNetV3FPN (``antgo_mlflow.models.detectors``). Losses: CrossEntropyLoss, BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
 
 Example:
     >>> from antgo_mlflow.registry import MODELS
@@ -27,7 +28,7 @@ Example:
     ...     head=dict(type="ClsHead")), path="model")
 """
 
-from antgo_mlflow.models import backbones, classifier, heads, losses  # noqa: F401  (registers them)
+from antgo_mlflow.models import backbones, classifier, detectors, heads, losses  # noqa: F401  (registers them)
 from antgo_mlflow.models.classifier import ImageClassifier
 from antgo_mlflow.models.heads import ClsHead, StackedLinearClsHead
 

@@ -1,0 +1,397 @@
+"""``TorchvisionDetector``: one wrapper that puts torchvision's detectors behind the model contract.
+
+A family (``FCOS``, ``RetinaNet``, ``FasterRCNN``) is a small subclass that builds its torchvision
+model from a backbone (MODELS), ``num_classes`` and its ``head`` settings; everything else is here:
+
+* ``train_step(batch, optim_wrapper)``: per-image targets from the batch's ``bboxes`` / ``labels`` /
+  ``box_visibility`` (lists of tensors or arrays, pixels of the batch image), the torchvision
+  losses, ``optim_wrapper.update_params(loss)``; returns ``loss`` and each ``loss_*``.
+* ``val_step(batch)``: one ``{"bboxes" (K, 4) xyxy, "scores" (K,), "labels" (K,) int64}`` per image,
+  in the pixels of the *original* image: the resize/pad the pipeline applied is undone from
+  ``image_meta`` (``affine``, written by ResizeS / KeepRatio / RandomFlipImage) and boxes are
+  clipped to the original size.
+* ``forward(image)``: the same detections for a batch tensor (what ONNX export traces).
+
+The data pipeline sizes and normalises the images (as for the classifiers): torchvision's own
+resize is switched off, and ``image_mean`` / ``image_std`` (optional) normalise inside the model.
+
+Box rule (one, documented for users): boxes are clipped to the image; a box with no area left
+(outside the image, or zero width/height) is dropped and counted (``boxes_dropped`` in the
+training logs, one warning line per sample for the first few); a non-finite coordinate, a label
+outside ``0..num_classes-1`` or a box/label count mismatch is refused: a DataError naming the
+sample and the field (exit 2). A sample without boxes is a valid negative -- unless it has an
+``image_label`` >= 0, which means a classification GT was given to a detector (refused too).
+Crowd boxes (``box_visibility`` 0) are ignored in the loss (each family says how).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from antgo_mlflow.data.transforms.annotations import map_boxes
+from antgo_mlflow.errors import ConfigError, DataError
+from antgo_mlflow.models._build import build_module, config_path
+from antgo_mlflow.registry import MODELS, did_you_mean
+
+log = logging.getLogger(__name__)
+
+# How many samples with dropped boxes are named in a warning before the count alone is kept.
+_WARN_SAMPLES = 5
+
+
+class _BatchTransform(nn.Module):
+    """torchvision's GeneralizedRCNNTransform without the resize: the pipeline sizes the images.
+
+    Takes the batch tensor (N, C, H, W) (or a list of equal-size images), optionally normalises
+    it, and returns ``ImageList`` + the targets unchanged; ``postprocess`` is the identity.
+    """
+
+    def __init__(self, image_mean: Sequence[float] | None, image_std: Sequence[float] | None):
+        super().__init__()
+        self.normalise = image_mean is not None
+        if self.normalise:
+            self.register_buffer(
+                "mean", torch.tensor(image_mean, dtype=torch.float32).view(-1, 1, 1)
+            )
+            self.register_buffer("std", torch.tensor(image_std, dtype=torch.float32).view(-1, 1, 1))
+
+    def forward(self, images, targets=None):
+        from torchvision.models.detection.image_list import ImageList
+
+        if isinstance(images, (list, tuple)):
+            images = torch.stack(list(images))
+        if self.normalise:
+            images = (images - self.mean) / self.std
+        h, w = int(images.shape[-2]), int(images.shape[-1])
+        return ImageList(images, [(h, w)] * int(images.shape[0])), targets
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        return result
+
+
+def resolve_classes(
+    num_classes: int | None, meta: str | None, class_names: Sequence[str] | None, path: str
+) -> tuple[int, list[str]]:
+    """``(num_classes, class names)`` from ``num_classes``, ``class_names`` or a ``meta.json``.
+
+    ``meta`` is a meta.json file, or a folder / GT JSON file with ``meta.json`` beside it; its
+    ``meta.category`` lists the classes in index order.
+    """
+    names = [str(n) for n in class_names] if class_names else []
+    if meta:
+        from antgo_mlflow.gt import read_meta
+
+        file = Path(str(meta)).expanduser()
+        if file.suffix == ".json" and file.name != "meta.json":
+            file = file.parent
+        found = read_meta(file)
+        if found is None:
+            raise ConfigError(f"{path}.meta: no meta.json at {meta}")
+        names = list(found.get("meta", {}).get("category") or [])
+        if not names:
+            raise ConfigError(f"{path}.meta: {meta} lists no classes in meta.category")
+    if num_classes is None:
+        if not names:
+            raise ConfigError(f"{path}: give num_classes, class_names or meta (a meta.json)")
+        num_classes = len(names)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"{path}.num_classes: expected a positive integer, got {num_classes!r}")
+    if names and len(names) != num_classes:
+        raise ConfigError(
+            f"{path}.num_classes: {num_classes} classes but {len(names)} class names ({names[:5]})"
+        )
+    return num_classes, names or [str(i) for i in range(num_classes)]
+
+
+def _check_keys(given: Mapping | None, defaults: Mapping, path: str) -> dict:
+    given = dict(given or {})
+    for key in given:
+        if key not in defaults:
+            raise ConfigError(
+                f"{path}.{key}: unknown setting{did_you_mean(key, defaults)} "
+                f"(known: {', '.join(sorted(defaults))})"
+            )
+    return {**defaults, **given}
+
+
+def _as_tensor(value, dtype, device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
+
+
+def _item(batch: Mapping, key: str, i: int):
+    """Sample ``i``'s value of a per-sample batch field (a list, or a stacked tensor/array)."""
+    values = batch[key]
+    return values[i]
+
+
+def sample_name(batch: Mapping, i: int) -> str:
+    """How errors name sample ``i`` of a batch: its image file when the pipeline kept it."""
+    metas = batch.get("image_meta")
+    meta = metas[i] if isinstance(metas, (list, tuple)) and i < len(metas) else None
+    if isinstance(meta, Mapping):
+        for key in ("image_file", "image_url", "id"):
+            if meta.get(key):
+                return f"sample {meta[key]}"
+    for key in ("image_file", "image_url"):
+        values = batch.get(key)
+        if isinstance(values, (list, tuple)) and i < len(values) and values[i]:
+            return f"sample {values[i]}"
+    return f"sample {i} of the batch"
+
+
+def boxes_to_original(boxes: torch.Tensor, meta: Mapping | None) -> torch.Tensor:
+    """Boxes in the pipeline's output pixels -> the original image's (``annotations.map_boxes``)."""
+    return map_boxes(boxes, meta if isinstance(meta, dict) else None, to_original=True)
+
+
+class TorchvisionDetector(nn.Module):
+    """Base of the detector families; see the module docstring for the contract.
+
+    Args:
+        backbone: MODELS config of a detection backbone (``TinyFPN``, ``ResNetFPN``,
+            ``MobileNetV3FPN``): ordered feature maps + ``out_channels`` + ``strides``.
+        head: the family's head settings (``HEAD_DEFAULTS`` of the subclass).
+        num_classes: object classes (no background); or give ``class_names`` or ``meta``.
+        meta: a ``meta.json`` (or the folder / GT JSON beside it) whose categories name the classes.
+        class_names: class names in index order.
+        image_mean, image_std: normalisation inside the model (None: the pipeline normalised).
+        test_cfg: post-processing (``TEST_DEFAULTS`` of the subclass: score threshold, NMS, ...).
+        train_cfg: accepted for antgo/mmdet configs; training settings live in ``head``.
+    """
+
+    #: The family's head settings and their defaults (subclasses override).
+    HEAD_DEFAULTS: dict[str, Any] = {}
+    #: Post-processing settings and their defaults (subclasses override).
+    TEST_DEFAULTS: dict[str, Any] = {}
+    #: Added to the labels given to torchvision (Faster R-CNN: 1, class 0 is the background).
+    label_offset = 0
+    #: torchvision's loss names -> the suffixes logged as ``loss_<suffix>``.
+    LOSS_NAMES: dict[str, str] = {}
+
+    def __init__(
+        self,
+        backbone: Mapping | nn.Module,
+        head: Mapping | None = None,
+        num_classes: int | None = None,
+        meta: str | None = None,
+        class_names: Sequence[str] | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        test_cfg: Mapping | None = None,
+        train_cfg: Mapping | None = None,
+    ):
+        super().__init__()
+        path = config_path("model")
+        self.num_classes, self.class_names = resolve_classes(num_classes, meta, class_names, path)
+        if (image_mean is None) != (image_std is None):
+            raise ConfigError(f"{path}: give both image_mean and image_std, or neither")
+        body = build_module(MODELS, backbone, f"{path}.backbone")
+        for attr in ("out_channels", "strides"):
+            if not hasattr(body, attr):
+                raise ConfigError(
+                    f"{path}.backbone: {type(body).__name__} is not a detection backbone "
+                    f"(needs '{attr}'; use TinyFPN, ResNetFPN or MobileNetV3FPN)"
+                )
+        head_cfg = _check_keys(head, self.HEAD_DEFAULTS, f"{path}.head")
+        test = _check_keys(test_cfg, self.TEST_DEFAULTS, f"{path}.test_cfg")
+        self.detector = self.build_detector(
+            body, self.num_classes + self.label_offset, head_cfg, test
+        )
+        self.detector.transform = _BatchTransform(image_mean, image_std)
+        self.train_cfg = train_cfg
+        self.boxes_dropped = 0
+        self._warned = 0
+
+    # -- the family's part -------------------------------------------------------------------------
+    def build_detector(self, backbone: nn.Module, num_classes: int, head: dict, test: dict):
+        """The torchvision model (subclasses implement)."""
+        raise NotImplementedError
+
+    def adapt_targets(self, targets: list[dict]) -> list[dict]:
+        """The family's last word on the checked targets (default: as they are)."""
+        return targets
+
+    # -- targets -----------------------------------------------------------------------------------
+    def targets_from_batch(self, batch: Mapping, image: torch.Tensor) -> list[dict]:
+        """Per-image torchvision targets (``boxes``, ``labels``, ``crowd``), checked (module rule)."""
+        n = int(image.shape[0])
+        h, w = int(image.shape[-2]), int(image.shape[-1])
+        if "bboxes" not in batch or "labels" not in batch:
+            missing = [k for k in ("bboxes", "labels") if k not in batch]
+            hint = ""
+            if "label" in batch or "image_label" in batch:
+                hint = " (it has image labels: a classification GT given to a detector?)"
+            raise DataError(
+                f"{sample_name(batch, 0)}: field {missing[0]!r} missing from the batch "
+                f"(fields: {', '.join(sorted(map(str, batch)))}); a detector needs 'bboxes' and "
+                f"'labels' per image{hint} -- keep them in the pipeline's inputs_def"
+            )
+        device = image.device
+        targets = []
+        for i in range(n):
+            boxes = _as_tensor(_item(batch, "bboxes", i), torch.float32, device)
+            labels = _as_tensor(_item(batch, "labels", i), torch.float32, device).reshape(-1)
+            where = sample_name(batch, i)
+            if boxes.numel() % 4:
+                raise DataError(
+                    f"{where}, field 'bboxes': expected (N, 4) xyxy, got {tuple(boxes.shape)}"
+                )
+            boxes = boxes.reshape(-1, 4)
+            if labels.numel() != boxes.shape[0]:
+                raise DataError(
+                    f"{where}, field 'labels': {labels.numel()} labels for {boxes.shape[0]} boxes"
+                )
+            if boxes.shape[0] == 0:
+                image_label = self._image_label(batch, i)
+                if image_label is not None and image_label >= 0:
+                    raise DataError(
+                        f"{where}, field 'bboxes': empty, but image_label={image_label}: a "
+                        "classification GT given to a detector (it needs bboxes + labels; an "
+                        "image without objects has image_label -1)"
+                    )
+            bad = ~torch.isfinite(boxes).all(dim=1)
+            if bool(bad.any()):
+                k = int(bad.nonzero()[0])
+                raise DataError(
+                    f"{where}, field 'bboxes': box {k} is not finite: {boxes[k].tolist()}"
+                )
+            if labels.numel():
+                if bool((labels != labels.round()).any()) or bool(
+                    ((labels < 0) | (labels >= self.num_classes)).any()
+                ):
+                    k = int(
+                        (
+                            (labels < 0) | (labels >= self.num_classes) | (labels != labels.round())
+                        ).nonzero()[0]
+                    )
+                    raise DataError(
+                        f"{where}, field 'labels': label {labels[k].item():g} of box {k} is not a "
+                        f"class index in 0..{self.num_classes - 1} (the model has "
+                        f"{self.num_classes} classes: {', '.join(self.class_names[:8])})"
+                    )
+            crowd = torch.zeros(boxes.shape[0], dtype=torch.bool, device=device)
+            vis = batch.get("box_visibility")
+            if vis is not None:
+                v = _as_tensor(vis[i], torch.float32, device).reshape(-1)
+                if v.numel() == boxes.shape[0]:
+                    crowd = v == 0
+            boxes = torch.stack(
+                [
+                    boxes[:, 0].clamp(0, w),
+                    boxes[:, 1].clamp(0, h),
+                    boxes[:, 2].clamp(0, w),
+                    boxes[:, 3].clamp(0, h),
+                ],
+                dim=1,
+            )
+            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            if not bool(keep.all()):
+                self._count_dropped(where, int((~keep).sum()))
+                boxes, labels, crowd = boxes[keep], labels[keep], crowd[keep]
+            targets.append(
+                {
+                    "boxes": boxes,
+                    "labels": labels.to(torch.int64) + self.label_offset,
+                    "crowd": crowd,
+                }
+            )
+        return targets
+
+    @staticmethod
+    def _image_label(batch: Mapping, i: int) -> int | None:
+        for key in ("image_label", "label"):
+            values = batch.get(key)
+            if values is None:
+                continue
+            try:
+                value = values[i]
+                return int(value.item() if hasattr(value, "item") else value)
+            except (TypeError, ValueError, IndexError, RuntimeError):
+                return None
+        return None
+
+    def _count_dropped(self, where: str, count: int) -> None:
+        self.boxes_dropped += count
+        if self._warned < _WARN_SAMPLES:
+            self._warned += 1
+            more = "" if self._warned < _WARN_SAMPLES else " (further samples only counted)"
+            log.warning(
+                "%s: dropped %d box(es) with no area inside the image%s", where, count, more
+            )
+
+    # -- the model contract ------------------------------------------------------------------------
+    def train_step(self, batch: Mapping, optim_wrapper) -> dict[str, torch.Tensor | float]:
+        """Losses on one batch, one optimiser update; returns the scalars to log."""
+        image = batch["image"]
+        targets = self.adapt_targets(self.targets_from_batch(batch, image))
+        if not self.training:
+            self.train()
+        losses = self.detector(image, targets)
+        loss = sum(losses.values())
+        optim_wrapper.update_params(loss)
+        out: dict[str, torch.Tensor | float] = {"loss": loss.detach()}
+        out.update({f"loss_{self.LOSS_NAMES.get(k, k)}": v.detach() for k, v in losses.items()})
+        out["boxes_dropped"] = float(self.boxes_dropped)
+        return out
+
+    @torch.no_grad()
+    def predict_boxes(self, image: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Detections in the pixels of ``image`` (N, C, H, W), labels as class indices."""
+        was_training = self.detector.training
+        self.detector.eval()
+        try:
+            dets = self.detector(image)
+        finally:
+            self.detector.train(was_training)
+        return [
+            {
+                "bboxes": d["boxes"],
+                "scores": d["scores"],
+                "labels": d["labels"].to(torch.int64) - self.label_offset,
+            }
+            for d in dets
+        ]
+
+    def val_step(self, batch: Mapping) -> list[dict[str, torch.Tensor]]:
+        """One prediction dict per image, boxes in the original image's pixels."""
+        preds = self.predict_boxes(batch["image"])
+        metas = batch.get("image_meta")
+        for i, pred in enumerate(preds):
+            meta = metas[i] if isinstance(metas, (list, tuple)) and i < len(metas) else None
+            pred["bboxes"] = boxes_to_original(pred["bboxes"], meta)
+        return preds
+
+    def test_step(self, batch: Mapping) -> list[dict[str, torch.Tensor]]:
+        """Same as ``val_step``."""
+        return self.val_step(batch)
+
+    def extract_features(self, batch: Mapping) -> torch.Tensor:
+        """Image embeddings (N, D): the coarsest pyramid level, average-pooled."""
+        image = batch["image"] if isinstance(batch, Mapping) else batch
+        images, _ = self.detector.transform(image)
+        feats = self.detector.backbone(images.tensors)
+        last = list(feats.values())[-1]
+        return last.mean(dim=(-2, -1))
+
+    def forward(self, image: torch.Tensor, **kwargs):
+        """Detections for a batch tensor (boxes in its pixels): a list of prediction dicts."""
+        return self.predict_boxes(image)
+
+
+def signature_defaults(fn) -> dict[str, Any]:
+    """The keyword defaults of ``fn`` (used to expose torchvision's settings as HEAD_DEFAULTS)."""
+    return {
+        n: p.default
+        for n, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
