@@ -51,8 +51,8 @@ class RetinaNet(TorchvisionDetector):
     """torchvision's RetinaNet on a MODELS backbone (see ``TorchvisionDetector`` for the arguments).
 
     head: ``anchor_scale`` (4), ``scales_per_octave`` (3), ``aspect_ratios`` ((0.5, 1.0, 2.0)),
-    ``fg_iou_thresh`` (0.5), ``bg_iou_thresh`` (0.4), ``norm`` (``none``, or ``group``:
-    GroupNorm in the head, torchvision's v2).
+    ``fg_iou_thresh`` (0.5), ``bg_iou_thresh`` (0.4), ``norm`` (``group``: GroupNorm in the
+    head, torchvision's v2 -- from scratch the plain v1 head, ``none``, trains unstably).
     test_cfg: ``score_thresh`` (0.05), ``nms_thresh`` (0.5), ``detections_per_img`` (100),
     ``topk_candidates`` (1000).
     """
@@ -63,7 +63,7 @@ class RetinaNet(TorchvisionDetector):
         "aspect_ratios": (0.5, 1.0, 2.0),
         "fg_iou_thresh": 0.5,
         "bg_iou_thresh": 0.4,
-        "norm": "none",
+        "norm": "group",
     }
     TEST_DEFAULTS = {
         "score_thresh": 0.05,
@@ -74,6 +74,7 @@ class RetinaNet(TorchvisionDetector):
     LOSS_NAMES = {"classification": "cls", "bbox_regression": "box"}
 
     def build_detector(self, backbone, num_classes, head, test):
+        import math
         from functools import partial
 
         from torch import nn
@@ -88,7 +89,8 @@ class RetinaNet(TorchvisionDetector):
         )
         ratios = (tuple(float(r) for r in head["aspect_ratios"]),) * len(sizes)
         anchors = AnchorGenerator(sizes, ratios)
-        norm = partial(nn.GroupNorm, 32) if head["norm"] == "group" else None
+        groups = math.gcd(32, int(backbone.out_channels))
+        norm = partial(nn.GroupNorm, groups) if head["norm"] == "group" else None
         retina_head = RetinaNetHead(
             backbone.out_channels,
             anchors.num_anchors_per_location()[0],
