@@ -36,7 +36,13 @@ SWEEP = {
             num_classes=3,
             backbone=dict(TINY, out_strides=(4, 8, 16), extra="pool"),
             head=dict(
-                representation_size=64, rpn_batch_size_per_image=64, box_batch_size_per_image=64
+                representation_size=32,
+                rpn_batch_size_per_image=64,
+                box_batch_size_per_image=64,
+                rpn_pre_nms_top_n_train=200,
+                rpn_post_nms_top_n_train=100,
+                rpn_pre_nms_top_n_test=100,
+                rpn_post_nms_top_n_test=50,
             ),
         )
     ],
