@@ -240,7 +240,9 @@ def building(path: str, cfg: Any):
 # The named registries. `locations` are imported on first lookup.
 MODELS = Registry("model", locations=("antgo_mlflow.models",))
 LOSSES = Registry("loss", locations=("antgo_mlflow.models.losses",))
-DATASETS = Registry("dataset", locations=("antgo_mlflow.data.datasets",))
+DATASETS = Registry(
+    "dataset", locations=("antgo_mlflow.data.datasets", "antgo_mlflow.data.gt_dataset")
+)
 TRANSFORMS = Registry("transform", locations=("antgo_mlflow.data.transforms",))
 HOOKS = Registry("hook", locations=("antgo_mlflow.engine.hooks",))
 METRICS = Registry(

@@ -16,6 +16,8 @@ from torchvision.models.detection.fcos import FCOS as TVFCOS
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
+from antgo_mlflow.errors import ConfigError
+from antgo_mlflow.models._build import config_path
 from antgo_mlflow.models.detectors.base import TorchvisionDetector
 from antgo_mlflow.registry import MODELS
 
@@ -119,6 +121,11 @@ class FCOS(TorchvisionDetector):
     def build_detector(self, backbone, num_classes, head, test):
         import math
 
+        if backbone.out_channels % 32:
+            raise ConfigError(
+                f"{config_path('model')}.backbone.out_channels: FCOS's head normalises with "
+                f"GroupNorm(32), so it must be a multiple of 32, got {backbone.out_channels}"
+            )
         levels = len(backbone.strides)
         anchors = AnchorGenerator(tuple((int(s),) for s in backbone.strides), ((1.0,),) * levels)
         fcos_head = _FCOSHead(backbone.out_channels, 1, num_classes, int(head["num_convs"]))
