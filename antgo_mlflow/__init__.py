@@ -17,6 +17,9 @@ _LAZY = {
     "LOSSES": "antgo_mlflow.registry",
     "OPTIMIZERS": "antgo_mlflow.registry",
     "SCHEDULERS": "antgo_mlflow.registry",
+    "LOOPS": "antgo_mlflow.registry",
+    "SAMPLERS": "antgo_mlflow.registry",
+    "COLLATE": "antgo_mlflow.registry",
     "AntgoError": "antgo_mlflow.errors",
     "InteractContext": "antgo_mlflow.review.interact",
 }

@@ -250,6 +250,9 @@ METRICS = Registry(
 )
 OPTIMIZERS = Registry("optimizer", locations=("antgo_mlflow.engine.optim",))
 SCHEDULERS = Registry("scheduler", locations=("antgo_mlflow.engine.optim",))
+LOOPS = Registry("loop", locations=("antgo_mlflow.engine.loops",))
+SAMPLERS = Registry("sampler", locations=("antgo_mlflow.data.samplers",))
+COLLATE = Registry("collate function", locations=("antgo_mlflow.data.collate",))
 
 ROOT_REGISTRIES = {
     "MODELS": MODELS,
@@ -260,4 +263,7 @@ ROOT_REGISTRIES = {
     "METRICS": METRICS,
     "OPTIMIZERS": OPTIMIZERS,
     "SCHEDULERS": SCHEDULERS,
+    "LOOPS": LOOPS,
+    "SAMPLERS": SAMPLERS,
+    "COLLATE": COLLATE,
 }

@@ -76,9 +76,15 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
     Example:
       antgo tool filter/tags --src=annotation.json --tgt=annotation_browser.json --tags=valid --no-tags=blurry
     """
-    from antgo_mlflow.tools.filter_tags import filter_by_tags
+    from antgo_mlflow.tools.filter_tags import check_request, filter_by_tags
 
-    r = filter_by_tags(src, tgt, tags, no_tags, dataset_name=dataset_name, out_dir=out_dir)
+    check_request(src, tgt, tags, no_tags, dataset_name=dataset_name)
+    if dataset_name is not None:
+        from antgo_mlflow.review.fiftyone_io import filter_by_dataset_tags
+
+        r = filter_by_dataset_tags(dataset_name, src, tags, no_tags, out_dir=out_dir)
+    else:
+        r = filter_by_tags(src, tgt, tags, no_tags, out_dir=out_dir)
     click.echo(f"kept {r['kept']} of {r['total']} samples -> {r['out']}")
 
 

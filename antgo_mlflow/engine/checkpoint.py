@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,15 @@ from antgo_mlflow.errors import ConfigError
 from antgo_mlflow.fileio import atomic_open
 
 log = logging.getLogger(__name__)
+
+#: ``epoch_N.pth``, the CheckpointHook's per-epoch files (also as MLflow artifact paths).
+EPOCH_FILE_RE = re.compile(r"(?:^|/)epoch_(\d+)\.pth$")
+
+
+def epoch_number(name: str | os.PathLike) -> int | None:
+    """N for a file (or artifact path) named ``epoch_N.pth``, else None."""
+    match = EPOCH_FILE_RE.search(str(name).replace(os.sep, "/"))
+    return int(match.group(1)) if match else None
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -1,4 +1,4 @@
-"""DDP helpers: process-group setup from torchrun's environment, rank queries, samplers, gathers.
+"""DDP helpers: process-group setup from torchrun's environment, rank queries, gradient sync, gathers.
 
 torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; ``init_distributed``
 reads them and picks NCCL on CUDA, gloo on the CPU. Without them everything here degrades to a
@@ -7,13 +7,10 @@ single process (rank 0 of 1), so the same code runs with and without DDP.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
 
 import torch
 import torch.distributed as torch_dist
-from torch.utils.data import Sampler
 
 
 def launched_by_torchrun() -> bool:
@@ -51,16 +48,6 @@ def get_world_size() -> int:
     return torch_dist.get_world_size() if is_distributed() else 1
 
 
-def is_main_process() -> bool:
-    """Rank 0: the only process that logs to MLflow and writes checkpoints."""
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    if is_distributed():
-        torch_dist.barrier()
-
-
 def destroy() -> None:
     if is_distributed():
         torch_dist.destroy_process_group()
@@ -73,14 +60,6 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     torch_dist.all_reduce(value, op=torch_dist.ReduceOp.SUM)
     return value / get_world_size()
-
-
-def all_reduce_max(value: float) -> float:
-    if not is_distributed():
-        return value
-    t = torch.tensor([float(value)], device=_comm_device())
-    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-    return float(t.item())
 
 
 def _comm_device() -> torch.device:
@@ -127,57 +106,44 @@ def broadcast_str(text: str | None, src: int = 0) -> str | None:
     return bytes(buf.cpu().tolist()).decode()
 
 
-class EpochSampler(Sampler[int]):
-    """A seeded, epoch-aware sampler that shards by rank and can skip the first samples of an epoch.
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every process rank ``src``'s parameters and buffers (what DDP does at wrap time)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            torch_dist.broadcast(tensor.data, src)
 
-    With one process it yields the same global order a DistributedSampler would produce, so a
-    1-process run and an N-process run with the same global batch see the same samples per step.
-    ``skip(n)`` starts the current epoch after the first ``n`` samples of this rank (used to resume
-    mid-epoch without replaying seen batches).
+
+def all_reduce_grads(params: list[torch.Tensor]) -> None:
+    """Average the gradients of ``params`` over all processes (one flat all-reduce).
+
+    A parameter without a gradient on some process (an unused branch) gets zeros there; one
+    without a gradient anywhere keeps ``None`` (the optimizer skips it, as DDP would).
     """
+    if not is_distributed() or not params:
+        return
+    device = params[0].device
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    torch_dist.all_reduce(has, op=torch_dist.ReduceOp.MAX)
+    used = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+    for p in used:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not used:
+        return
+    grads = [p.grad for p in used]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+    flat /= get_world_size()
+    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True):
+        g.copy_(synced)
 
-    def __init__(
-        self,
-        dataset_len: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-        pad: bool = True,
-    ):
-        self.n = dataset_len
-        self.shuffle = shuffle
-        self.seed = seed
-        self.num_replicas = num_replicas if num_replicas is not None else get_world_size()
-        self.rank = rank if rank is not None else get_rank()
-        self.pad = pad
-        self.epoch = 0
-        self._skip = 0
-        if pad:
-            self.per_rank = math.ceil(self.n / self.num_replicas)
-        else:
-            self.per_rank = len(range(self.rank, self.n, self.num_replicas))
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def skip(self, n: int) -> None:
-        """Skip the first ``n`` samples of the next iteration only."""
-        self._skip = max(0, int(n))
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        if self.pad and self.n:
-            total = self.per_rank * self.num_replicas
-            order += (order * math.ceil(total / self.n))[: total - self.n]
-        mine = order[self.rank :: self.num_replicas]
-        skip, self._skip = self._skip, 0
-        return iter(mine[skip:])
-
-    def __len__(self) -> int:
-        return self.per_rank
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every process rank ``src``'s buffers (BatchNorm statistics)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in module.buffers():
+            torch_dist.broadcast(tensor.data, src)

@@ -1,6 +1,6 @@
-"""Launch multi-process training with torchrun (DDP): ``--gpu-id=0,1`` or ``--nproc=N`` on the CPU.
+"""Start a run from a config file: ``run_from_config`` (one process, or torchrun for several).
 
-The parent process runs ``python -m torch.distributed.run --standalone --nproc_per_node=N -m
+``--gpu-id=0,1`` or ``--nproc=N`` (on the CPU) launches DDP training: the parent process runs ``python -m torch.distributed.run --standalone --nproc_per_node=N -m
 antgo_mlflow.engine.launch --spec <json>`` (argument list, no shell) and waits. Each worker reads
 the JSON spec (no pickle) and calls ``run_from_config`` inside the process group. Rank 0 writes the
 MLflow run id (and a one-line error, if any) to files the parent reads back, so the caller gets the
@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from antgo_mlflow.errors import AntgoError, UsageError
 
@@ -124,6 +125,80 @@ def _mark_failed(run_id: str | None, killed: bool) -> None:
         pass
 
 
+def run_from_config(
+    config_path: str | os.PathLike,
+    cfg_options: Sequence[str] | Mapping[str, Any] = (),
+    process: str = "train",
+    work_dir: str | os.PathLike | None = None,
+    gpu_id: int | str | None = None,
+    resume_from: str | os.PathLike | None = None,
+    load_from: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    max_epochs: int | None = None,
+    no_validate: bool = False,
+    json_out: str | os.PathLike | None = None,
+    nproc: int | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    distributed: bool | None = None,
+):
+    """Load ``config_path`` (+ ``cfg_options`` overrides) and train or test.
+
+    ``gpu_id="0,1"`` (several GPUs) or ``nproc=N`` (N CPU processes, gloo) launches torchrun and
+    waits; the caller gets the same result as a one-process run.
+
+    Returns:
+        train: the MLflow run id. test: the metric dict.
+    """
+    from antgo_mlflow.config import Config
+    from antgo_mlflow.engine import dist
+
+    if process not in ("train", "test"):
+        raise UsageError(f"--process={process}: expected train or test")
+    cfg = Config.fromfile(config_path)
+    if cfg_options:
+        cfg.merge_overrides(cfg_options)
+    gpu_ids = parse_gpu_ids(gpu_id)
+    n = int(nproc) if nproc else max(1, len(gpu_ids))
+    if process == "train" and n > 1 and not dist.launched_by_torchrun():
+        spec = dict(
+            config_path=str(Path(config_path).resolve()),
+            cfg_options=list(cfg_options)
+            if not isinstance(cfg_options, Mapping)
+            else [f"{k}={v!r}" for k, v in cfg_options.items()],
+            work_dir=str(Path(work_dir).resolve()) if work_dir else None,
+            resume_from=str(resume_from) if resume_from else None,
+            load_from=str(load_from) if load_from else None,
+            max_epochs=max_epochs,
+            no_validate=no_validate,
+            seed=seed,
+            deterministic=deterministic,
+        )
+        return launch_training(spec, nproc=n, gpu_ids=gpu_ids)
+    from antgo_mlflow.engine.runner import Runner
+
+    single = gpu_ids[0] if gpu_ids else None
+    runner = Runner(
+        cfg,
+        work_dir=work_dir,
+        gpu_id=single if not dist.launched_by_torchrun() else (0 if gpu_ids else None),
+        distributed=distributed,
+        resume_from=resume_from if process == "train" else None,
+        load_from=load_from if process == "train" else None,
+        no_validate=no_validate,
+        max_epochs=max_epochs,
+        seed=seed,
+        deterministic=deterministic,
+    )
+    try:
+        if process == "train":
+            return runner.train()
+        return runner.test(checkpoint or load_from, json_out=json_out)
+    finally:
+        if runner.distributed:
+            dist.destroy()
+
+
 def _worker(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="antgo torchrun worker (started by launch_training)"
@@ -132,7 +207,6 @@ def _worker(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))
     from antgo_mlflow.engine import dist
-    from antgo_mlflow.engine.runner import run_from_config
 
     try:
         run_from_config(process="train", distributed=True, **spec)

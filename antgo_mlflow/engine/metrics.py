@@ -1,19 +1,32 @@
-"""Classification metrics registered in METRICS: top-k accuracy, per-class P/R/F1, confusion matrix.
+"""The evaluator protocol (METRICS) and the classification metrics on it.
 
-A metric is built with ``METRICS.build(cfg.evaluation.metric)`` and called as
-``metric(preds, labels) -> dict[str, float]``: ``preds`` is a numpy (N, C) array of probabilities
-or logits, ``labels`` a numpy (N,) array of class indices (one-hot/soft (N, C) labels are
-reduced with argmax). A metric may also have ``artifacts(preds, labels, out_dir, class_names=None)``
-that writes files for the run (PNG, JSON) and returns their paths. ``evaluation.save_best`` names
-one key of the returned dict (``'top_1'``).
+A metric accumulates per-sample predictions and the batch's targets, then reports a dict:
 
-A project's own metric with a name taken here needs ``@METRICS.register_module(force=True)``
-(or another name).
+* ``reset()`` — forget what was processed (the ValLoop calls it before each evaluation);
+* ``process(predictions, batch)`` — ``predictions`` is the model's ``val_step`` / ``test_step``
+  output (one dict per sample), ``batch`` the batch it was computed on (targets: ``label``,
+  ``bboxes``, ...);
+* ``compute() -> dict[str, float]`` — every key becomes an MLflow metric (``val/<key>``);
+* optionally ``artifacts(out_dir, class_names=None) -> list[path]`` — files for the run (PNG,
+  JSON) from what was processed.
+
+``BaseMetric`` keeps processed values as rows of tensors (``add_rows``) and, under DDP, gathers
+every process's rows (padded all-gather of tensors, no pickles) before ``compute``. The
+classification metrics (``AccuracyEval``, ``ClassificationReport``, ``ConfusionMatrix``) read
+``pred_score`` (C,) of each prediction and the batch's ``label``; they can also be called at
+once on arrays, ``metric(preds, labels)`` with ``preds`` (N, C) probabilities or logits and
+``labels`` (N,) class indices (one-hot/soft (N, C) labels are reduced with argmax).
+``evaluation.save_best`` names one key of the returned dict (``'top_1'``).
+
+A project's metric written for antgo-mlflow before this protocol — a callable
+``metric(preds, labels) -> dict`` (with ``artifacts(preds, labels, out_dir, class_names)``) —
+still works: ``build_metric`` wraps it in ``ArrayMetric``. A project's own metric with a name
+taken here needs ``@METRICS.register_module(force=True)`` (or another name).
 
 Example:
-    >>> metric = METRICS.build(dict(type="AccuracyEval", topk=(1, 5)))
-    >>> metric(np.eye(10), np.arange(10))
-    {'top_1': 1.0, 'top_5': 1.0}
+    >>> metric = build_metric(dict(type="AccuracyEval", topk=(1, 5)))
+    >>> metric.reset(); metric.process(model.val_step(batch), batch); metric.compute()
+    {'top_1': 0.91, 'top_5': 0.99}
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,8 +99,115 @@ def _names(class_names, num_classes: int) -> list[str]:
     return names
 
 
+class BaseMetric:
+    """Base of protocol metrics: rows of tensors accumulated by ``process``, gathered over DDP."""
+
+    def __init__(self):
+        self._rows: dict[str, list] = {}
+        self._gathered: dict[str, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        """Forget everything processed so far."""
+        self._rows, self._gathered = {}, None
+
+    def process(self, predictions: Sequence[Mapping], batch: Mapping) -> None:
+        """Accumulate one batch (subclasses: call ``add_rows``)."""
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        """The metric over everything processed (every process's rows under DDP)."""
+        raise NotImplementedError
+
+    def add_rows(self, **rows) -> None:
+        """Append rows (tensors or arrays, first dimension = samples) under their names."""
+        self._gathered = None
+        for name, value in rows.items():
+            self._rows.setdefault(name, []).append(value)
+
+    def gathered(self) -> dict[str, np.ndarray]:
+        """The rows of every process, concatenated (cached until the next ``process``/``reset``;
+        under DDP every process must call it the first time: it is a collective)."""
+        if self._gathered is None:
+            import torch
+
+            from antgo_mlflow.engine import dist
+
+            out = {}
+            for name, parts in self._rows.items():
+                rows = torch.cat([torch.as_tensor(p).detach().cpu() for p in parts])
+                out[name] = dist.gather_rows(rows).numpy()
+            self._gathered = out
+        return self._gathered
+
+
+class ClassificationMetric(BaseMetric):
+    """Protocol side of the classification metrics: rows ``pred_score`` (N, C) and ``label``.
+
+    Subclasses implement ``__call__(preds, labels) -> dict`` on arrays and may implement
+    ``write_artifacts(preds, labels, out_dir, class_names)``.
+    """
+
+    _split = "data.val"  # named in errors
+
+    def process(self, predictions: Sequence[Mapping], batch: Mapping) -> None:
+        import torch
+
+        label = batch.get("label") if isinstance(batch, Mapping) else None
+        if label is None:
+            raise DataError(f"{self._split}: samples need a 'label' field to be evaluated")
+        if not predictions:
+            return
+        if "pred_score" not in predictions[0]:
+            raise DataError(
+                f"{self._split}: the model's predictions have no 'pred_score' "
+                f"(they have {sorted(predictions[0])})"
+            )
+        scores = torch.stack([torch.as_tensor(p["pred_score"]) for p in predictions]).float()
+        label = torch.as_tensor(label)
+        if label.dim():
+            label = label.reshape(scores.shape[0], -1).squeeze(-1)
+        self.add_rows(pred_score=scores, label=label)
+
+    def compute(self) -> dict[str, float]:
+        state = self.gathered()
+        if not state:
+            return self(np.zeros((0, 1)), np.zeros((0,), dtype=np.int64))
+        return self(state["pred_score"], state["label"])
+
+    def artifacts(self, out_dir, class_names=None) -> list[Path]:
+        """Files for the run from what was processed (none unless ``write_artifacts`` exists)."""
+        writer = getattr(self, "write_artifacts", None)
+        state = self.gathered()
+        if writer is None or not state:
+            return []
+        return list(writer(state["pred_score"], state["label"], out_dir, class_names=class_names))
+
+    def __call__(self, preds, labels) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class ArrayMetric(ClassificationMetric):
+    """A callable ``metric(preds, labels) -> dict`` (the pre-protocol form) on the protocol."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def __call__(self, preds, labels) -> dict[str, float]:
+        return self.fn(preds, labels)
+
+    def artifacts(self, out_dir, class_names=None) -> list[Path]:
+        state = self.gathered()
+        if not hasattr(self.fn, "artifacts") or not state:
+            return []
+        paths = self.fn.artifacts(
+            state["pred_score"], state["label"], out_dir, class_names=class_names
+        )
+        return list(paths or [])
+
+
 @METRICS.register_module()
-class AccuracyEval:
+class AccuracyEval(ClassificationMetric):
     """Top-k accuracy as fractions: ``{'top_1': ..., 'top_5': ...}``.
 
     k larger than the number of classes counts as all classes (1.0); the key keeps the asked k so
@@ -102,6 +223,7 @@ class AccuracyEval:
             not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in values
         ):
             raise ConfigError(f"{_path()}.topk: expected positive integers, got {topk!r}")
+        super().__init__()
         self.topk = tuple(dict.fromkeys(values))
 
     def __call__(self, preds, labels) -> dict[str, float]:
@@ -118,7 +240,7 @@ class AccuracyEval:
 
 
 @METRICS.register_module()
-class ClassificationReport:
+class ClassificationReport(ClassificationMetric):
     """Per-class precision/recall/F1 and support, plus macro and weighted averages and accuracy.
 
     Keys: ``precision_<i>``, ``recall_<i>``, ``f1_<i>``, ``support_<i>`` for each class i,
@@ -131,6 +253,7 @@ class ClassificationReport:
     """
 
     def __init__(self, per_class: bool = True):
+        super().__init__()
         self.per_class = bool(per_class)
 
     @staticmethod
@@ -163,7 +286,7 @@ class ClassificationReport:
         out["accuracy"] = float((preds_arr.argmax(axis=1) == labels_arr).mean()) if total else 0.0
         return out
 
-    def artifacts(self, preds, labels, out_dir, class_names=None) -> list[Path]:
+    def write_artifacts(self, preds, labels, out_dir, class_names=None) -> list[Path]:
         """Write ``classification_report.json`` (per class, by name) into ``out_dir``."""
         table = self.table(preds, labels)
         names = _names(class_names, len(table["support"]))
@@ -178,7 +301,7 @@ class ClassificationReport:
 
 
 @METRICS.register_module()
-class ConfusionMatrix:
+class ConfusionMatrix(ClassificationMetric):
     """Confusion matrix as an image artifact (``confusion_matrix.png``) and a JSON of counts.
 
     Calling it returns ``{'accuracy': ...}``; the matrix itself is an artifact.
@@ -193,6 +316,7 @@ class ConfusionMatrix:
             raise ConfigError(
                 f"{_path()}.normalize: expected None, 'true', 'pred' or 'all', got {normalize!r}"
             )
+        super().__init__()
         self.normalize = normalize
         self.max_classes = int(max_classes)
 
@@ -213,7 +337,7 @@ class ConfusionMatrix:
                 counts = np.nan_to_num(counts / max(counts.sum(), 1.0))
         return counts
 
-    def artifacts(self, preds, labels, out_dir, class_names=None) -> list[Path]:
+    def write_artifacts(self, preds, labels, out_dir, class_names=None) -> list[Path]:
         """Write ``confusion_matrix.png`` and ``confusion_matrix.json`` into ``out_dir``."""
         matrix = self.matrix(preds, labels)
         names = _names(class_names, matrix.shape[0])
@@ -288,7 +412,7 @@ def _render_with_pil(matrix: np.ndarray, names: list[str], max_annotated: int) -
 
 
 @METRICS.register_module()
-class MetricCollection:
+class MetricCollection(BaseMetric):
     """Several metrics as one: merged result dicts and all their artifacts.
 
     Args:
@@ -297,10 +421,25 @@ class MetricCollection:
     """
 
     def __init__(self, metrics: Sequence[Mapping]):
+        super().__init__()
         path = _path()
         if not metrics or isinstance(metrics, Mapping):
             raise ConfigError(f"{path}.metrics: expected a non-empty list of metric configs")
         self.metrics = [build_metric(cfg, f"{path}.metrics.{i}") for i, cfg in enumerate(metrics)]
+
+    def reset(self) -> None:
+        for metric in self.metrics:
+            metric.reset()
+
+    def process(self, predictions: Sequence[Mapping], batch: Mapping) -> None:
+        for metric in self.metrics:
+            metric.process(predictions, batch)
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for metric in self.metrics:
+            out.update(metric.compute())
+        return out
 
     def __call__(self, preds, labels) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -308,16 +447,37 @@ class MetricCollection:
             out.update(metric(preds, labels))
         return out
 
-    def artifacts(self, preds, labels, out_dir, class_names=None) -> list[Path]:
+    def artifacts(self, out_dir, class_names=None) -> list[Path]:
         paths: list[Path] = []
         for metric in self.metrics:
             if hasattr(metric, "artifacts"):
-                paths.extend(metric.artifacts(preds, labels, out_dir, class_names=class_names))
+                paths.extend(metric.artifacts(out_dir, class_names=class_names) or [])
         return paths
 
 
-def build_metric(cfg, path: str = "evaluation.metric"):
-    """Build a metric from a config dict, or a ``MetricCollection`` from a list of them."""
+def build_metric(cfg, path: str = "evaluation.metric") -> Any:
+    """A protocol metric from a config dict (or a ``MetricCollection`` from a list of them);
+    a pre-protocol callable metric comes back wrapped in ``ArrayMetric``."""
     if isinstance(cfg, (list, tuple)):
         return METRICS.build({"type": "MetricCollection", "metrics": list(cfg)}, path=path)
-    return METRICS.build(cfg, path=path)
+    metric = METRICS.build(cfg, path=path)
+    if callable(getattr(metric, "process", None)) and callable(getattr(metric, "compute", None)):
+        return metric
+    if callable(metric):
+        return ArrayMetric(metric)
+    raise ConfigError(
+        f"{path}.type: {cfg.get('type')} is not a metric (needs process/compute, or __call__)"
+    )
+
+
+def as_float_dict(result: Any, path: str = "evaluation.metric") -> dict[str, float]:
+    """A metric's result as ``{name: float}``; non-scalar entries (arrays) are left out."""
+    if not isinstance(result, Mapping):
+        raise ConfigError(f"{path}: the metric returned {type(result).__name__}, expected a dict")
+    out = {}
+    for key, value in result.items():
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out

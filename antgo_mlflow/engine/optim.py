@@ -110,11 +110,13 @@ def build_schedulers(
     cfg: Mapping[str, Any] | None,
     max_epochs: int,
     iters_per_epoch: int,
+    total_iters: int | None = None,
 ) -> Schedule:
     """Build the LR schedule(s) from ``lr_config`` (one for all optimizers, or one per name).
 
     antgo policies step every iteration (``step=[..]`` and warm-up are in epochs/iterations as in
     antgo); a raw torch scheduler (``type='StepLR'``) steps per epoch unless ``by_epoch=False``.
+    ``total_iters`` (default ``max_epochs * iters_per_epoch``) is the length of the whole run.
     """
     cfg = dict(cfg or {"policy": "Fixed"})
     per_module = set(cfg) <= set(optimizers) and all(isinstance(v, Mapping) for v in cfg.values())
@@ -124,7 +126,8 @@ def build_schedulers(
     for name, opt in optimizers.items():
         sub = dict(cfg[name]) if per_module else dict(cfg)
         path = f"lr_config.{name}" if per_module else "lr_config"
-        sched, by_epoch = _build_schedule(opt, sub, path, max_epochs, iters_per_epoch)
+        total = total_iters or max_epochs * iters_per_epoch
+        sched, by_epoch = _build_schedule(opt, sub, path, total, iters_per_epoch)
         scheds[name] = sched
         by_epoch_flags.add(by_epoch)
     if len(by_epoch_flags) > 1:
@@ -135,7 +138,7 @@ def build_schedulers(
     return Schedule(scheds, by_epoch_flags.pop() if by_epoch_flags else False, constant)
 
 
-def _build_schedule(opt, cfg: dict, path: str, max_epochs: int, iters_per_epoch: int):
+def _build_schedule(opt, cfg: dict, path: str, total_iters: int, iters_per_epoch: int):
     if "type" in cfg:
         by_epoch = bool(cfg.pop("by_epoch", True))
         return SCHEDULERS.build(cfg, path=path, default_args={"optimizer": opt}), by_epoch
@@ -158,7 +161,7 @@ def _build_schedule(opt, cfg: dict, path: str, max_epochs: int, iters_per_epoch:
         raise ConfigError(f"{path}.warmup_iters: must be a positive number of iterations")
     if warmup is None:
         warmup_iters = 0
-    total = max(1, max_epochs * iters_per_epoch)
+    total = max(1, total_iters)
     unit = iters_per_epoch if by_epoch else 1
     main_iters = max(1, total - warmup_iters)
     try:

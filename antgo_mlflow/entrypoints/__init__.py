@@ -5,6 +5,22 @@ problem into one line on stderr and exit code 2. ``run_main`` and ``ArgumentPars
 scaffold's ``main.py`` uses for the same behaviour.
 """
 
-from antgo_mlflow.entrypoints._common import ArgumentParser, optional, parse_bool, run_main
+from antgo_mlflow.entrypoints._common import (
+    ArgumentParser,
+    optional,
+    parse_bool,
+    parse_float,
+    parse_int,
+    run_main,
+    split_options,
+)
 
-__all__ = ["ArgumentParser", "optional", "parse_bool", "run_main"]
+__all__ = [
+    "ArgumentParser",
+    "optional",
+    "parse_bool",
+    "parse_float",
+    "parse_int",
+    "run_main",
+    "split_options",
+]

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,7 +31,6 @@ from antgo_mlflow.entrypoints._common import (
 from antgo_mlflow.errors import TrackingError, UsageError
 
 PROG = "antgo-export"
-_EPOCH_RE = re.compile(r"epoch_(\d+)\.pth$")
 
 
 def build_parser() -> ArgumentParser:
@@ -58,7 +56,9 @@ def _pick_checkpoint(names: list[str]) -> str | None:
         for name in names:
             if name.rsplit("/", 1)[-1] == wanted:
                 return name
-    epochs = sorted((int(m.group(1)), n) for n in names if (m := _EPOCH_RE.search(n)))
+    from antgo_mlflow.engine.checkpoint import epoch_number
+
+    epochs = sorted((e, n) for n in names if (e := epoch_number(n)) is not None)
     return epochs[-1][1] if epochs else None
 
 

@@ -100,7 +100,7 @@ def main(argv: Sequence[str]) -> int:
     work_dir = optional(args.work_dir) or str(Path("output") / config.parent.name / stamp)
 
     started = time.perf_counter()
-    from antgo_mlflow.engine.runner import run_from_config  # torch, mlflow: the slow imports
+    from antgo_mlflow.engine.launch import run_from_config  # torch, mlflow: the slow imports
 
     t0 = time.perf_counter()
     imports = t0 - started

@@ -1,25 +1,34 @@
-"""Models (MODELS) and losses (LOSSES) for image classification; importing this registers them all.
+"""Models (MODELS) and losses (LOSSES); importing this registers them all.
 
-The contract between models and the Runner (fixed; the engine relies on it):
+The contract between models and the engine (``antgo_mlflow.models.base``):
 
 * Models are ``torch.nn.Module``s built with ``MODELS.build(cfg.model, path="model")``. The MODELS
   registry's ``locations`` is this package, so this file imports every model module; LOSSES'
   location is ``antgo_mlflow.models.losses``.
+* The loops call ``model.train_step(batch, optim_wrapper) -> dict`` of scalars to log,
+  ``model.val_step(batch)`` / ``model.test_step(batch) -> list`` of per-sample predictions
+  (classification: ``{"pred_score": (C,) probabilities, "pred_label": int}``; detection:
+  ``{"bboxes": (K, 4) xyxy in original pixels, "scores": (K,), "labels": (K,)}``) and, for
+  active learning, ``model.extract_features(batch) -> (N, D)``. ``BaseModel`` implements them
+  for supervised classification on top of antgo's forward contract:
 * ``model(image, label=None, **kwargs)``:
   with ``label`` (class indices (N,) or soft labels (N, C)) it returns a dict of losses
-  ``{'loss': total, ...}`` in which every key starting with ``loss`` is a scalar tensor; the Runner
-  backpropagates ``sum(v for k, v in out.items() if k.startswith('loss'))`` and logs every scalar
-  entry (e.g. ``acc_top1`` when the head has ``cal_acc=True``). Without ``label`` it returns the
-  logits (N, C). Extra batch fields (``image_meta``, ...) arrive as kwargs and are ignored.
+  ``{'loss': total, ...}`` in which every key starting with ``loss`` is a scalar tensor; the
+  default ``train_step`` backpropagates their sum and logs every scalar entry (e.g. ``acc_top1``
+  when the head has ``cal_acc=True``). Without ``label`` it returns the logits (N, C). Extra
+  batch fields (``image_meta``, ...) arrive as kwargs and are ignored.
 * ``model.predict(image)`` returns class probabilities (N, C): softmax, or sigmoid for
   multi-label losses (``BCELoss``, ``FocalLoss(use_sigmoid=True)``). ONNX export traces a wrapper
   that calls ``predict``.
-* Metrics (``antgo_mlflow.engine.metrics``, METRICS) take numpy ``preds`` (N, C) and ``labels`` (N,)
-  and return ``dict[str, float]``.
+* A plain ``nn.Module`` following the forward contract (no ``train_step``) trains unchanged:
+  the engine wraps it with ``base.as_steps``.
+* Metrics (``antgo_mlflow.engine.metrics``, METRICS) receive the per-sample predictions and the
+  batch: ``reset()``, ``process(predictions, batch)``, ``compute() -> dict[str, float]``.
 
 Registered here: ImageClassifier; heads ClsHead, StackedLinearClsHead; backbones WideResNet,
 TVBackbone, ResnetTV; detectors FCOS, RetinaNet, FasterRCNN and their backbones TinyFPN,
-ResNetFPN, MobileNetV3FPN (``antgo_mlflow.models.detectors``). Losses: CrossEntropyLoss, BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
+ResNetFPN, MobileNetV3FPN (``antgo_mlflow.models.detectors``). Losses: CrossEntropyLoss,
+BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
 
 Example:
     >>> from antgo_mlflow.registry import MODELS
@@ -28,8 +37,23 @@ Example:
     ...     head=dict(type="ClsHead")), path="model")
 """
 
-from antgo_mlflow.models import backbones, classifier, detectors, heads, losses  # noqa: F401  (registers them)
+from antgo_mlflow.models import (  # noqa: F401  (registers)
+    backbones,
+    base,
+    classifier,
+    detectors,
+    heads,
+    losses,
+)
+from antgo_mlflow.models.base import BaseModel, PlainModelSteps, as_steps
 from antgo_mlflow.models.classifier import ImageClassifier
 from antgo_mlflow.models.heads import ClsHead, StackedLinearClsHead
 
-__all__ = ["ClsHead", "ImageClassifier", "StackedLinearClsHead"]
+__all__ = [
+    "BaseModel",
+    "ClsHead",
+    "ImageClassifier",
+    "PlainModelSteps",
+    "StackedLinearClsHead",
+    "as_steps",
+]

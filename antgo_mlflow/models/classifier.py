@@ -1,7 +1,8 @@
-"""``ImageClassifier``: backbone -> optional neck -> head, with the Runner's model contract.
+"""``ImageClassifier``: backbone -> optional neck -> head, a ``BaseModel``.
 
 ``model(image, label)`` returns the loss dict, ``model(image)`` the logits (N, C) and
-``model.predict(image)`` the probabilities (N, C); see ``antgo_mlflow.models`` for the contract.
+``model.predict(image)`` the probabilities (N, C); ``train_step`` / ``val_step`` are
+``BaseModel``'s supervised defaults (see ``antgo_mlflow.models.base``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from torch import nn
 
 from antgo_mlflow.errors import ConfigError
 from antgo_mlflow.models._build import build_module, config_path
+from antgo_mlflow.models.base import BaseModel
 from antgo_mlflow.registry import MODELS
 
 
 @MODELS.register_module()
-class ImageClassifier(nn.Module):
+class ImageClassifier(BaseModel):
     """An image classifier assembled from MODELS configs.
 
     Args:
@@ -66,6 +68,19 @@ class ImageClassifier(nn.Module):
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, C) (softmax; sigmoid for multi-label losses)."""
         return self.head.predict(self.head(self.extract_feat(image)))
+
+    def extract_features(self, batch) -> torch.Tensor:
+        """The embedding the classifier layer sees, (N, D): the head's input, or, when the
+        backbone itself ends in the classifier (``WideResNet(num_classes=...)``), the
+        backbone's ``forward_features`` (falls back to its output when it has none)."""
+        image = batch["image"]
+        forward_features = getattr(self.backbone, "forward_features", None)
+        if getattr(self.head, "fc", None) is None and self.neck is None and forward_features:
+            return forward_features(image).flatten(1)
+        x = self.extract_feat(image)
+        if isinstance(x, (list, tuple)):
+            x = x[-1]
+        return (x.mean(dim=(2, 3)) if x.dim() == 4 else x).flatten(1)
 
     def _init_weights(self, init_cfg, path: str) -> None:
         if not isinstance(init_cfg, Mapping) or init_cfg.get("type") != "Pretrained":

@@ -536,3 +536,43 @@ def add_gt_file(dataset, path: str | os.PathLike) -> int:
     if new:
         dataset.add_samples(new, progress=False)
     return len(new)
+
+
+def filter_by_dataset_tags(
+    dataset_name: str,
+    src: str | os.PathLike | None = None,
+    tags: str | list[str] | None = None,
+    no_tags: str | list[str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """``filter/tags`` with the tags read from FiftyOne dataset ``dataset_name``'s sample tags
+    (``src`` may be omitted: the GT is rebuilt from the dataset); returns a summary dict."""
+    from antgo_mlflow.gt import load_gt
+    from antgo_mlflow.tools.filter_tags import check_request, output_path, write_kept
+
+    want, exclude = check_request(src, None, tags, no_tags, dataset_name=dataset_name)
+    fo_ = fo()
+    if not fo_.dataset_exists(dataset_name):
+        raise DataError(f"--dataset-name {dataset_name}: no such FiftyOne dataset")
+    dataset = fo_.load_dataset(dataset_name)
+    by_key = dict(zip(dataset.values(KEY), dataset.values("tags")))
+    if src is None:
+        samples, _ = dataset_to_gt(dataset)
+        name = dataset_name
+    else:
+        samples, name = load_gt(src), Path(src).stem
+    allowed = list(dataset.info.get("antgo_review_tags") or [])
+    record = [by_key.get(k) or [] for k in _sample_keys(samples)]
+    out = output_path(name, src, out_dir)
+    return write_kept(samples, record, want, exclude, allowed, f"dataset {dataset_name}", out)
+
+
+def _sample_keys(samples: list[dict]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for s in samples:
+        key = s.get("image_file") or s.get("image_url") or ""
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        out.append(key if n == 0 else f"{key}#{n}")
+    return out

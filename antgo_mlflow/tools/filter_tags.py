@@ -83,19 +83,10 @@ def keep(tags: list[str], want: list[str], exclude: list[str]) -> bool:
     return set(want) <= have and not (set(exclude) & have)
 
 
-def filter_by_tags(
-    src: str | os.PathLike | None,
-    tgt: str | os.PathLike | None = None,
-    tags: str | list[str] | None = None,
-    no_tags: str | list[str] | None = None,
-    dataset_name: str | None = None,
-    out_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Write ``<name>_filter_tags.json`` with the samples kept; returns a summary dict.
-
-    Tags come from ``tgt`` (a browser result JSON) or, with ``dataset_name``, straight from the
-    FiftyOne dataset's sample tags (then ``src`` may be omitted: the GT is rebuilt from it).
-    """
+def check_request(
+    src, tgt, tags, no_tags, dataset_name: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Validate a filter/tags request; returns ``(want, exclude)`` (UsageError otherwise)."""
     want, exclude = split_tags(tags), split_tags(no_tags)
     if not want and not exclude:
         raise UsageError("give --tags and/or --no-tags")
@@ -106,49 +97,48 @@ def filter_by_tags(
         raise UsageError("give exactly one of --tgt (a browser result JSON) or --dataset-name")
     if src is None and dataset_name is None:
         raise UsageError("--src is required without --dataset-name")
-    if dataset_name is not None:
-        samples, record, name, allowed = _from_dataset(dataset_name, src)
-        where = f"dataset {dataset_name}"
-    else:
-        samples = load_gt(src)
-        record = read_tag_record(tgt, samples)
-        allowed, where = review_tags(tgt), str(tgt)
-        name = Path(src).stem
+    return want, exclude
+
+
+def write_kept(
+    samples: list[dict],
+    record: list[list[str]],
+    want: list[str],
+    exclude: list[str],
+    allowed: list[str],
+    where: str,
+    out: Path,
+) -> dict[str, Any]:
+    """Write the samples whose tags pass to ``out``; the tags must be review tags of ``where``."""
     unknown = [t for t in want + exclude if allowed and t not in allowed]
     if unknown:
         raise UsageError(
             f"tag {unknown[0]!r} is not one of the review tags of {where} ({', '.join(allowed)})"
         )
     kept = [s for s, t in zip(samples, record) if keep(t, want, exclude)]
-    folder = Path(out_dir) if out_dir else (Path(src).parent if src else Path.cwd())
-    out = folder / f"{name}_filter_tags.json"
     save_gt(out, kept)
     return {"out": str(out), "kept": len(kept), "total": len(samples)}
 
 
-def _from_dataset(dataset_name: str, src) -> tuple[list[dict], list[list[str]], str, list[str]]:
-    from antgo_mlflow.review.fiftyone_io import KEY, dataset_to_gt, fo
-
-    fo_ = fo()
-    if not fo_.dataset_exists(dataset_name):
-        raise DataError(f"--dataset-name {dataset_name}: no such FiftyOne dataset")
-    dataset = fo_.load_dataset(dataset_name)
-    tags = dict(zip(dataset.values(KEY), dataset.values("tags")))
-    if src is None:
-        samples, _ = dataset_to_gt(dataset)
-        name = dataset_name
-    else:
-        samples, name = load_gt(src), Path(src).stem
-    allowed = list(dataset.info.get("antgo_review_tags") or [])
-    return samples, [tags.get(k) or [] for k in _keys(samples)], name, allowed
+def output_path(name: str, src, out_dir) -> Path:
+    """``<out_dir or beside src>/<name>_filter_tags.json``."""
+    folder = Path(out_dir) if out_dir else (Path(src).parent if src else Path.cwd())
+    return folder / f"{name}_filter_tags.json"
 
 
-def _keys(samples: list[dict]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for s in samples:
-        key = s.get("image_file") or s.get("image_url") or ""
-        n = seen.get(key, 0)
-        seen[key] = n + 1
-        out.append(key if n == 0 else f"{key}#{n}")
-    return out
+def filter_by_tags(
+    src: str | os.PathLike,
+    tgt: str | os.PathLike,
+    tags: str | list[str] | None = None,
+    no_tags: str | list[str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write ``<name>_filter_tags.json`` with the samples of ``src`` whose tags in ``tgt`` (a
+    browser result JSON) pass; returns a summary dict. Tags kept in a FiftyOne dataset:
+    ``antgo_mlflow.review.fiftyone_io.filter_by_dataset_tags``.
+    """
+    want, exclude = check_request(src, tgt, tags, no_tags)
+    samples = load_gt(src)
+    record = read_tag_record(tgt, samples)
+    out = output_path(Path(src).stem, src, out_dir)
+    return write_kept(samples, record, want, exclude, review_tags(tgt), str(tgt), out)

@@ -6,9 +6,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
-from antgo_mlflow.data.samplers import MixSampler, build_sampler
+from antgo_mlflow.data.samplers import EpochSampler, MixSampler, build_sampler
 from antgo_mlflow.errors import ConfigError
 
 
@@ -68,9 +67,44 @@ class _Fake:
 
 def test_build_sampler_picks_the_right_sampler():
     assert isinstance(build_sampler(_Fake([5, 5], [1, 2])), MixSampler)
-    assert isinstance(build_sampler(_Fake([10]), shuffle=True), RandomSampler)
-    assert isinstance(build_sampler(_Fake([10]), shuffle=False), SequentialSampler)
+    shuffled = build_sampler(_Fake([10]), shuffle=True, seed=4)
+    assert isinstance(shuffled, EpochSampler) and sorted(shuffled) == list(range(10))
+    assert list(build_sampler(_Fake([10]), shuffle=False)) == list(range(10))
     dist = build_sampler(_Fake([10]), num_replicas=2, rank=1)
-    assert isinstance(dist, DistributedSampler) and len(dist) == 5
+    assert isinstance(dist, EpochSampler) and len(dist) == 5
     mixed = build_sampler(_Fake([10, 10], [1, 1]), num_replicas=2, rank=0)
     assert isinstance(mixed, MixSampler) and len(mixed) == 10
+    chosen = build_sampler(_Fake([10, 10]), dict(type="MixSampler", ratios=[1, 0]))
+    assert isinstance(chosen, MixSampler) and max(chosen) < 10  # the config's ratios
+
+
+def test_every_sampler_resumes_mid_epoch_and_reshuffles_per_epoch():
+    for cfg in (None, dict(type="MixSampler", ratios=[3, 1])):
+        sampler = build_sampler(_Fake([12, 12]), cfg, seed=1)
+        sampler.set_epoch(2)
+        full = list(sampler)
+        sampler.skip(5)
+        assert list(sampler) == full[5:]  # the resumed epoch replays nothing
+        assert list(sampler) == full  # skip applies once
+        sampler.set_epoch(3)
+        assert list(sampler) != full
+
+
+def test_a_registered_sampler_without_skip_is_made_resumable():
+    from torch.utils.data import SequentialSampler
+
+    from antgo_mlflow.registry import SAMPLERS
+
+    SAMPLERS.register_module(
+        name="PlainSequential", force=True, module=lambda dataset: SequentialSampler(dataset)
+    )
+    sampler = build_sampler(_Fake([6]), dict(type="PlainSequential"))
+    sampler.skip(4)
+    assert list(sampler) == [4, 5] and list(sampler) == list(range(6))
+
+
+def test_unknown_sampler_or_missing_ratios_name_the_key():
+    with pytest.raises(ConfigError, match="sampler.type: unknown sampler 'Mix'"):
+        build_sampler(_Fake([5, 5]), dict(type="Mix"))
+    with pytest.raises(ConfigError, match="ratios: needed"):
+        build_sampler(_Fake([5, 5]), dict(type="MixSampler"))

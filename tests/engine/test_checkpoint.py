@@ -19,13 +19,13 @@ from antgo_mlflow.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from antgo_mlflow.engine.runner import run_from_config
+from antgo_mlflow.engine.launch import run_from_config
 from antgo_mlflow.errors import ConfigError
 from tests.engine.toys import EngineTinyNet
 
 TRAIN_SCRIPT = (
     "import sys\n"
-    "from antgo_mlflow.engine.runner import run_from_config\n"
+    "from antgo_mlflow.engine.launch import run_from_config\n"
     "print('RUN', run_from_config(sys.argv[1], work_dir=sys.argv[2]), flush=True)\n"
 )
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from antgo_mlflow.data.samplers import EpochSampler
 from antgo_mlflow.engine import launch
 from antgo_mlflow.engine.checkpoint import load_checkpoint
-from antgo_mlflow.engine.dist import EpochSampler
-from antgo_mlflow.engine.runner import run_from_config
+from antgo_mlflow.engine.launch import run_from_config
 from antgo_mlflow.errors import UsageError
 
 

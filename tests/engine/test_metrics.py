@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,9 +94,8 @@ def test_confusion_matrix_png_and_json_artifacts(tmp_path):
     preds, labels = rng.random((60, 4)), rng.integers(0, 4, 60)
     metric = METRICS.build(dict(type="ConfusionMatrix"))
     assert metric(preds, labels)["accuracy"] == pytest.approx((preds.argmax(1) == labels).mean())
-    paths = metric.artifacts(
-        preds, labels, tmp_path / "eval", class_names=["cat", "dog", "fox", "owl"]
-    )
+    _feed(metric, preds, labels)
+    paths = metric.artifacts(tmp_path / "eval", class_names=["cat", "dog", "fox", "owl"])
     assert [p.name for p in paths] == ["confusion_matrix.png", "confusion_matrix.json"]
     with Image.open(paths[0]) as image:
         image.load()
@@ -128,7 +128,8 @@ def test_png_without_matplotlib_is_drawn_with_pil(tmp_path):
 
 def test_report_artifact_names_classes(tmp_path):
     metric = METRICS.build(dict(type="ClassificationReport"))
-    (path,) = metric.artifacts(PREDS, LABELS, tmp_path, class_names=list("abcdef"))
+    _feed(metric, PREDS, LABELS)
+    (path,) = metric.artifacts(tmp_path, class_names=list("abcdef"))
     report = json.loads(path.read_text())
     assert list(report) == list("abcdef")
     assert report["a"] == {
@@ -142,10 +143,60 @@ def test_report_artifact_names_classes(tmp_path):
 def test_a_list_of_metrics_merges_results_and_artifacts(tmp_path):
     metric = build_metric([dict(type="AccuracyEval", topk=1), dict(type="ConfusionMatrix")])
     assert metric(PREDS, LABELS) == {"top_1": 0.25, "accuracy": 0.25}
-    assert {p.name for p in metric.artifacts(PREDS, LABELS, tmp_path)} == {
+    _feed(metric, PREDS, LABELS)
+    assert metric.compute() == {"top_1": 0.25, "accuracy": 0.25}
+    assert {p.name for p in metric.artifacts(tmp_path)} == {
         "confusion_matrix.png",
         "confusion_matrix.json",
     }
+
+
+def _feed(metric, preds, labels, batch=3):
+    """Hand ``preds``/``labels`` to ``metric`` as a ValLoop does: per-sample dicts, in batches."""
+    import torch
+
+    metric.reset()
+    for i in range(0, len(labels), batch):
+        scores = torch.as_tensor(preds[i : i + batch], dtype=torch.float32)
+        predictions = [{"pred_score": s, "pred_label": int(s.argmax())} for s in scores]
+        metric.process(predictions, {"label": torch.as_tensor(labels[i : i + batch])})
+
+
+def test_processed_batches_give_the_same_result_as_one_call_and_reset_forgets():
+    metric = METRICS.build(dict(type="AccuracyEval", topk=(1, 5)))
+    _feed(metric, PREDS, LABELS, batch=1)
+    assert metric.compute() == metric(PREDS, LABELS) == {"top_1": 0.25, "top_5": 0.75}
+    _feed(metric, PREDS[:1], LABELS[:1])  # reset: only the new sample counts
+    assert metric.compute() == {"top_1": 1.0, "top_5": 1.0}
+
+
+def test_a_callable_metric_written_before_the_protocol_is_wrapped(tmp_path):
+    calls = []
+
+    class Legacy:
+        def __call__(self, preds, labels):
+            calls.append((preds.shape, labels.shape))
+            return {"n": float(len(labels))}
+
+        def artifacts(self, preds, labels, out_dir, class_names=None):
+            path = Path(out_dir) / "legacy.txt"
+            path.write_text(f"{len(labels)} {class_names}")
+            return [path]
+
+    METRICS.register_module(name="EngineLegacyMetric", force=True, module=Legacy)
+    metric = build_metric(dict(type="EngineLegacyMetric"))
+    _feed(metric, PREDS, LABELS)
+    assert metric.compute() == {"n": 4.0} and calls == [((4, 6), (4,))]
+    (path,) = metric.artifacts(tmp_path, class_names=["a"])
+    assert path.read_text() == "4 ['a']"
+
+
+def test_processing_a_batch_without_labels_names_the_split():
+    metric = METRICS.build(dict(type="AccuracyEval"))
+    import torch
+
+    with pytest.raises(DataError, match="data.val: samples need a 'label' field"):
+        metric.process([{"pred_score": torch.ones(3), "pred_label": 0}], {"image": None})
 
 
 @pytest.mark.parametrize(

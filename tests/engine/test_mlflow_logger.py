@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from antgo_mlflow.engine.runner import run_from_config
+from antgo_mlflow.engine.launch import run_from_config
 
 
 def _artifacts(run_id, path=None):

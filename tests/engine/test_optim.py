@@ -154,7 +154,7 @@ def test_bad_optimizer_or_schedule_names_the_key(optimizer, lr_config, message):
 
 
 def test_grad_clip_limits_the_gradient_norm(make_config, tmp_path):
-    from antgo_mlflow.engine.runner import run_from_config
+    from antgo_mlflow.engine.launch import run_from_config
     from tests.engine.toys import EngineGradNormHook
 
     EngineGradNormHook.norms.clear()

@@ -9,7 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from antgo_mlflow.config import Config
-from antgo_mlflow.engine.runner import Runner, collate, run_from_config
+from antgo_mlflow.data.collate import collate
+from antgo_mlflow.engine.launch import run_from_config
+from antgo_mlflow.engine.runner import Runner
 from antgo_mlflow.errors import AntgoError
 from tests.engine import toys
 
@@ -122,6 +124,16 @@ def test_a_run_that_raises_ends_failed(make_config, tmp_path):
         ),
         ({"max_epochs": None}, "max_epochs: missing"),
         ({"optimizer_config": "dict(grad_clipp=1)"}, "optimizer_config.grad_clipp: unknown option"),
+        (
+            {"log_config": "dict(interval=2, hooks=[dict(type='TextLoggerHook', interval=3)])"},
+            "TextLoggerHook.interval: 3 is not a multiple of log_config.interval (2)",
+        ),
+        (
+            {
+                "log_config": "dict(interval=2, hooks=[dict(type='MlflowLoggerHook', by_epoch=False)])"
+            },
+            "log_config.hooks.0: building MlflowLoggerHook failed: by_epoch=False is not supported",
+        ),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_the_key(
@@ -236,3 +248,19 @@ def test_a_stream_dataset_needs_and_uses_iters_per_epoch(make_config, toy_npz, t
     run_id = run_from_config(cfg, work_dir=tmp_path / "b")
     steps = [m.step for m in MlflowClient().get_metric_history(run_id, "train/loss")]
     assert steps == [2, 4, 6]  # 2 epochs x 3 iterations, logged every 2nd
+
+
+def test_text_logger_interval_and_iteration_lines_are_honoured(make_config, tmp_path):
+    cfg = make_config(
+        max_epochs="2",
+        evaluation=None,
+        log_config=(
+            "dict(interval=2, hooks=[dict(type='TextLoggerHook', interval=4, by_epoch=False), "
+            "dict(type='MlflowLoggerHook', log_model=False)])"
+        ),
+    )
+    run_from_config(cfg, work_dir=tmp_path / "w")
+    lines = [ln for ln in (tmp_path / "w" / "train.log").read_text().splitlines() if "loss" in ln]
+    assert [ln.split("]")[0] for ln in lines if ln.startswith("Iter")] == [
+        f"Iter [{i}/16" for i in (4, 8, 12, 16)
+    ]

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from antgo_mlflow.engine.hooks.base import Hook
 from antgo_mlflow.errors import DataError
+from antgo_mlflow.models.base import BaseModel
 from antgo_mlflow.registry import DATASETS, HOOKS, METRICS, MODELS
 
 NUM_CLASSES = 4
@@ -232,3 +233,127 @@ class EngineStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint):
         self.loaded.append(checkpoint.get("engine_state"))
+
+
+@DATASETS.register_module(force=True)
+class EngineUnlabeledData(EngineNpzData):
+    """The .npz images without labels; ``views=True`` returns ``[weak, strong]`` per sample."""
+
+    def __init__(self, path: str, views: bool = False, delay: float = 0.0, limit=None):
+        super().__init__(path, delay=delay, limit=limit)
+        self.views = views
+
+    def __getitem__(self, i):
+        if self.delay:
+            time.sleep(self.delay)
+        image = self.images[i]
+        if not self.views:
+            return {"image": image, "index": i}
+        noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(int(i))) * 0.5
+        return [{"image": image, "index": i}, {"image": image + noise, "index": i}]
+
+
+@MODELS.register_module(force=True)
+class EngineTwoSourceNet(BaseModel):
+    """A FixMatch-shaped toy: cross-entropy on ``labeled``, weak->strong consistency on
+    ``unlabeled``; records what each step received (class-level list)."""
+
+    seen: list = []
+
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 4):
+        super().__init__()
+        self.net = EngineTinyNet(num_classes, width)
+
+    def forward(self, image, label=None, **kwargs):
+        return self.net(image, label=label)
+
+    def predict(self, image):
+        return self.net.predict(image)
+
+    def train_step(self, batch, optim_wrapper):
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        type(self).seen.append(
+            {
+                "labeled": tuple(labeled["image"].shape),
+                "weak": tuple(unlabeled["image_weak"].shape),
+                "strong": tuple(unlabeled["image_strong"].shape),
+                "unlabeled_index": unlabeled["index"].tolist(),
+            }
+        )
+        with optim_wrapper.optim_context(self):
+            loss_sup = self.net(labeled["image"], label=labeled["label"])["loss_cls"]
+            with torch.no_grad():
+                target = self.net(unlabeled["image_weak"]).softmax(1)
+            strong = self.net(unlabeled["image_strong"]).log_softmax(1)
+            loss_unsup = -(target * strong).sum(1).mean()
+        optim_wrapper.update_params(loss_sup + 0.5 * loss_unsup)
+        return {"loss_sup": loss_sup, "loss_unsup": loss_unsup, "mask_ratio": 1.0}
+
+
+@DATASETS.register_module(force=True)
+class EngineMixData(Dataset):
+    """Two sources of ``sizes`` samples each (``source_sizes``), the sample's source recorded."""
+
+    def __init__(self, sizes=(500, 500), ratios=None):
+        self.source_sizes = list(sizes)
+        self.ratios = ratios
+        self.bounds = np.cumsum(self.source_sizes)
+
+    def __len__(self):
+        return int(self.bounds[-1])
+
+    def __getitem__(self, i):
+        source = int(np.searchsorted(self.bounds, i, side="right"))
+        return {"image": torch.full((1, 2, 2), float(source)), "label": source, "source": source}
+
+
+@MODELS.register_module(force=True)
+class EngineSourceCounter(BaseModel):
+    """Counts the training samples of each source (class-level list of batches' sources)."""
+
+    sources: list = []
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, image, label=None, **kwargs):
+        logits = self.fc(image.flatten(1))
+        if label is None:
+            return logits
+        return {"loss": nn.functional.cross_entropy(logits, label)}
+
+    def train_step(self, batch, optim_wrapper):
+        type(self).sources.extend(batch["source"].tolist())
+        return super().train_step(batch, optim_wrapper)
+
+
+@MODELS.register_module(force=True)
+class EngineTeacherStudent(BaseModel):
+    """Meta-Pseudo-Labels-shaped toy: the student learns from the teacher's pseudo-labels and
+    steps first; the teacher's loss is its scale ``w`` times the student's loss *after* that
+    step, so ``w`` moves by exactly that loss (SGD, lr=1). ``log`` keeps both losses."""
+
+    log: list = []
+
+    def __init__(self):
+        super().__init__()
+        self.student = nn.Linear(64, NUM_CLASSES)
+        self.teacher = nn.Linear(64, NUM_CLASSES)
+        self.teacher.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, image, label=None, **kwargs):
+        logits = self.student(image.flatten(1))
+        return logits if label is None else {"loss": nn.functional.cross_entropy(logits, label)}
+
+    def train_step(self, batch, optim_wrapper):
+        x, y = batch["image"].flatten(1), batch["label"]
+        pseudo = self.teacher(x).argmax(1).detach()
+        student_before = nn.functional.cross_entropy(self.student(x), pseudo)
+        optim_wrapper["student"].update_params(student_before)
+        with torch.no_grad():
+            student_after = nn.functional.cross_entropy(self.student(x), y)
+        teacher_loss = self.teacher.w * student_after
+        optim_wrapper["teacher"].update_params(teacher_loss)
+        type(self).log.append({"before": student_before.item(), "after": student_after.item()})
+        return {"loss_student": student_before, "loss_teacher": teacher_loss}

@@ -152,9 +152,9 @@ def test_app_feedback_then_sigterm_writes_partial_tags_and_leaves_no_process(fo,
     assert _port_free(port)
 
     # filter/tags reads the same tags straight from the FiftyOne dataset
-    from antgo_mlflow.tools.filter_tags import filter_by_tags
+    from antgo_mlflow.review.fiftyone_io import filter_by_dataset_tags
 
-    r = filter_by_tags(gt_dir / "annotation.json", tags="valid", dataset_name="br-feedback")
+    r = filter_by_dataset_tags("br-feedback", gt_dir / "annotation.json", tags="valid")
     assert r["kept"] == 1
     ds.delete()
 

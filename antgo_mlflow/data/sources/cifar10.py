@@ -166,10 +166,10 @@ def prepare_cifar10(
     Returns:
         PreparedData with ``train`` (the five data batches present) and ``test`` splits.
     """
+    from antgo_mlflow.data.pack import pack
     from antgo_mlflow.fileio import StagingDir
     from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
     from antgo_mlflow.progress import progress
-    from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 
     if num < 1:
         raise UsageError(f"--num must be >= 1, got {num}")
@@ -215,9 +215,7 @@ def prepare_cifar10(
             counts[split] = len(samples)
             total += len(samples)
             save_gt(stage.path / f"{split}.json", samples)
-            package_tfrecord(
-                str(stage.path / f"{split}.json"), str(stage.path / "shards"), split, num=num
-            )
+            pack(str(stage.path / f"{split}.json"), str(stage.path / "shards"), split, num=num)
         if not counts:
             raise DataError(f"{folder}: no CIFAR-10 batches to convert")
         write_meta(

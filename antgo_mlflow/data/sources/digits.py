@@ -117,8 +117,8 @@ def render(image: np.ndarray) -> bytes:
 
 
 def _build(tmp: Path, images: np.ndarray, targets: np.ndarray, digest: str) -> None:
+    from antgo_mlflow.data.pack import pack
     from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
-    from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 
     (tmp / "images").mkdir(parents=True)
     splits = split_indices(targets)
@@ -139,7 +139,7 @@ def _build(tmp: Path, images: np.ndarray, targets: np.ndarray, digest: str) -> N
         ]
         save_gt(tmp / f"{split}.json", samples)
         # one shard per split: the whole train split is ~200 KB
-        package_tfrecord(str(tmp / f"{split}.json"), str(tmp / "shards"), split, num=len(samples))
+        pack(str(tmp / f"{split}.json"), str(tmp / "shards"), split, num=len(samples))
     write_meta(tmp / "meta.json", {**default_meta(len(images), list(CLASS_NAMES)), "info": NAME})
     (tmp / READY_FILE).write_text(
         json.dumps(

@@ -199,8 +199,8 @@ def encode_jpeg(image: np.ndarray) -> bytes:
 
 
 def _build(tmp: Path, num_images: int, digest: str) -> None:
+    from antgo_mlflow.data.pack import pack
     from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
-    from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 
     (tmp / "images").mkdir(parents=True)
     per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -224,7 +224,7 @@ def _build(tmp: Path, num_images: int, digest: str) -> None:
         boxes_total += len(boxes)
     for split, samples in per_split.items():
         save_gt(tmp / f"{split}.json", samples)
-        package_tfrecord(str(tmp / f"{split}.json"), str(tmp / "shards"), split, num=len(samples))
+        pack(str(tmp / f"{split}.json"), str(tmp / "shards"), split, num=len(samples))
     meta = {**default_meta(num_images, list(CLASS_NAMES)), "info": NAME}
     write_meta(tmp / "meta.json", meta)
     (tmp / READY_FILE).write_text(

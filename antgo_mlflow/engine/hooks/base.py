@@ -24,7 +24,7 @@ POINTS = (
     "before_train_epoch",  # ()
     "after_train_epoch",  # ()
     "before_train_iter",  # (batch_idx, batch)
-    "after_train_iter",  # (batch_idx, batch, outputs)
+    "after_train_iter",  # (batch_idx, batch, outputs)  outputs: what model.train_step returned
     "before_val_epoch",  # ()
     "after_val_epoch",  # (metrics)
     "after_val",  # (metrics)  after every after_val_epoch hook (best checkpoint is on disk)

@@ -10,18 +10,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
-from antgo_mlflow.engine.checkpoint import save_checkpoint
+from antgo_mlflow.engine.checkpoint import epoch_number, save_checkpoint
 from antgo_mlflow.engine.hooks.base import Hook
 from antgo_mlflow.errors import ConfigError
 from antgo_mlflow.fileio import atomic_write_json
 from antgo_mlflow.registry import HOOKS
 
 _LESS_IS_BETTER = ("loss", "error", "err", "mse", "mae", "rmse")
-_EPOCH_RE = re.compile(r"^epoch_(\d+)\.pth$")
 
 
 def infer_rule(key: str) -> str:
@@ -138,11 +136,7 @@ class CheckpointHook(Hook):
     def _prune(self, folder: Path) -> None:
         if self.max_keep_ckpts <= 0:
             return
-        found = sorted(
-            (int(m.group(1)), p)
-            for p in folder.iterdir()
-            if (m := _EPOCH_RE.match(p.name)) is not None
-        )
+        found = sorted((n, p) for p in folder.iterdir() if (n := epoch_number(p.name)) is not None)
         for _, path in found[: max(0, len(found) - self.max_keep_ckpts)]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -6,6 +6,7 @@ import sys
 import time
 
 from antgo_mlflow.engine.hooks.base import Hook
+from antgo_mlflow.errors import ConfigError
 from antgo_mlflow.registry import HOOKS
 
 
@@ -18,9 +19,11 @@ class TextLoggerHook(Hook):
     """Print ``Epoch [e/E][i/N] lr: .. loss: ..`` lines to stdout (rank 0) and to ``work_dir/train.log``.
 
     Args:
-        interval: unused (the interval is ``log_config.interval``); kept for antgo configs.
+        interval: print every N iterations (default ``log_config.interval``; must be a multiple
+            of it: the values are the means the Runner reduces every ``log_config.interval``).
         progress: show a tqdm bar per epoch (off when ``ANTGO_PROGRESS=0``).
         log_file: also append the lines to ``work_dir/train.log``.
+        by_epoch: lines say ``Epoch [e/E][i/N]``; False: ``Iter [i/total]``.
     """
 
     priority = "VERY_LOW"
@@ -32,6 +35,12 @@ class TextLoggerHook(Hook):
         log_file: bool = True,
         by_epoch: bool = True,
     ):
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int) or interval < 1
+        ):
+            raise ValueError(f"interval must be a positive integer, got {interval!r}")
+        self.interval = interval
+        self.by_epoch = bool(by_epoch)
         self.progress = progress
         self.log_file = log_file
         self._bar = None
@@ -48,6 +57,13 @@ class TextLoggerHook(Hook):
             self._fh.flush()
 
     def before_run(self, runner) -> None:
+        if self.interval is None:
+            self.interval = runner.log_interval
+        elif self.interval % runner.log_interval:
+            raise ConfigError(
+                f"TextLoggerHook.interval: {self.interval} is not a multiple of "
+                f"log_config.interval ({runner.log_interval})"
+            )
         if self.log_file:
             runner.work_dir.mkdir(parents=True, exist_ok=True)
             self._fh = open(runner.work_dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115
@@ -74,12 +90,16 @@ class TextLoggerHook(Hook):
     def after_train_iter(self, runner, batch_idx, batch, outputs) -> None:
         if self._bar is not None:
             self._bar.update(1)
-        if runner.log_vars is not None:
+        if runner.log_vars is not None and runner.iter % self.interval == 0:
             parts = " ".join(f"{k}: {_fmt(v)}" for k, v in runner.log_vars.items())
-            self._emit(
-                f"Epoch [{runner.epoch + 1}/{runner.max_epochs}]"
-                f"[{batch_idx + 1}/{runner.iters_per_epoch}] {parts}"
-            )
+            if self.by_epoch:
+                where = (
+                    f"Epoch [{runner.epoch + 1}/{runner.max_epochs}]"
+                    f"[{batch_idx + 1}/{runner.iters_per_epoch}]"
+                )
+            else:
+                where = f"Iter [{runner.iter}/{runner.max_iters}]"
+            self._emit(f"{where} {parts}")
 
     def after_train_epoch(self, runner) -> None:
         self._close_bar()

@@ -266,6 +266,8 @@ class MlflowLoggerHook(Hook):
         self._ended = False
         # Seconds spent in this hook: run setup, during epochs (step metrics, flushes), finish.
         self.timing = {"setup": 0.0, "epochs": 0.0, "finish": 0.0}
+        if not by_epoch:  # antgo configs carry by_epoch=True; False would be silently ignored
+            raise ValueError("by_epoch=False is not supported (train/ metrics step by iteration)")
 
     # -- run lifecycle ----------------------------------------------------------------------------
     def before_run(self, runner) -> None:
@@ -346,7 +348,11 @@ class MlflowLoggerHook(Hook):
 
     def _log_datasets(self, runner) -> None:
         data = runner.cfg.get("data") or {}
-        inputs = dataset_inputs(runner.train_dataset, data.get("train"), "train", "train")
+        train = getattr(runner, "train_datasets", None) or {"train": runner.train_dataset}
+        inputs = []
+        for name, dataset in train.items():  # several sources: data.train.<name>
+            cfg = data.get("train") if name == "train" else (data.get("train") or {}).get(name)
+            inputs += dataset_inputs(dataset, cfg, name, "train")
         if getattr(runner, "val_dataset", None) is not None:
             inputs += dataset_inputs(runner.val_dataset, data.get("val"), "val", "validation")
         try:
@@ -364,9 +370,10 @@ class MlflowLoggerHook(Hook):
             self.timing[key] += time.perf_counter() - start
 
     def after_train_iter(self, runner, batch_idx, batch, outputs) -> None:
-        if self._example is None and isinstance(batch.get("image"), torch.Tensor):
-            # Two rows: torch.export would specialise a batch of one to a fixed size.
-            self._example = batch["image"][:2].detach().cpu().numpy()
+        if self._example is None:
+            image = _example_image(batch)
+            if image is not None:  # two rows: torch.export would specialise a batch of one
+                self._example = image[:2].detach().cpu().numpy()
         if runner.log_vars is None or runner.iter % self.interval:
             return
         start = time.perf_counter()
@@ -450,15 +457,12 @@ class MlflowLoggerHook(Hook):
                     self.client.log_artifact(self.run_id, str(best_json), "checkpoints")
 
     def _log_metric_artifacts(self, runner) -> None:
-        last = runner.last_val
         metric = runner.metric
-        if not last or metric is None or not hasattr(metric, "artifacts"):
+        if not runner.last_val or metric is None or not hasattr(metric, "artifacts"):
             return
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                paths = metric.artifacts(
-                    last["preds"], last["labels"], Path(tmp), class_names=runner.class_names()
-                )
+            try:  # the metric still holds the last validation's predictions
+                paths = metric.artifacts(Path(tmp), class_names=runner.class_names())
             except Exception as exc:  # a plot failing must not fail the run
                 log.warning("metric artifacts failed: %s", exc)
                 return
@@ -502,12 +506,23 @@ class MlflowLoggerHook(Hook):
             self.client.set_terminated(self.run_id, status)
 
 
+def _example_image(batch: Any) -> torch.Tensor | None:
+    """The batch's ``image`` (or the first source's, or a weak view) to log the model with."""
+    if not isinstance(batch, Mapping):
+        return None
+    for key in ("image", "image_weak"):
+        if isinstance(batch.get(key), torch.Tensor):
+            return batch[key]
+    for value in batch.values():  # {'labeled': batch, 'unlabeled': batch}
+        if isinstance(value, Mapping) and isinstance(value.get("image"), torch.Tensor):
+            return value["image"]
+    return None
+
+
 def log_test_results(
     runner,
     metrics: Mapping[str, float],
     metric=None,
-    preds=None,
-    labels=None,
     run_id: str | None = None,
     json_out=None,
     class_names=None,
@@ -538,10 +553,10 @@ def log_test_results(
     )
     if json_out and Path(json_out).is_file():
         client.log_artifact(run_id, str(json_out), "test")
-    if metric is not None and hasattr(metric, "artifacts") and preds is not None:
+    if metric is not None and hasattr(metric, "artifacts"):
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                paths = metric.artifacts(preds, labels, Path(tmp), class_names=class_names)
+            try:  # from the predictions the metric processed
+                paths = metric.artifacts(Path(tmp), class_names=class_names)
             except Exception as exc:
                 log.warning("metric artifacts failed: %s", exc)
                 paths = []

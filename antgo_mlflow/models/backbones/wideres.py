@@ -140,12 +140,16 @@ class WideResNet(nn.Module):
                 nn.init.xavier_normal_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, H, W) -> logits (N, num_classes), or features (N, 64k) without num_classes."""
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) -> pooled features (N, 64k), the classifier's input."""
         x = self.conv1(x)
         x = self.block3(self.block2(self.block1(x)))
         x = self.act(self.bn(x))
-        x = x.mean(dim=(2, 3))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) -> logits (N, num_classes), or features (N, 64k) without num_classes."""
+        x = self.forward_features(x)
         if self.fc is None:
             return x
         return self.fc(self.dense_dropout(x))

@@ -13,7 +13,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # `import {{name}}` from any working directory
 
-from antgo_mlflow.entrypoints import ArgumentParser, optional, parse_bool, run_main  # noqa: E402
+from antgo_mlflow.entrypoints import (  # noqa: E402
+    ArgumentParser,
+    optional,
+    parse_bool,
+    parse_float,
+    parse_int,
+    run_main,
+    split_options,
+)
 
 
 def build_parser():
@@ -50,7 +58,6 @@ def main(argv):
     importlib.import_module(
         HERE.name
     )  # registers this experiment's models, datasets, hooks, metrics
-    from antgo_mlflow.entrypoints._common import parse_float, parse_int, split_options
     from antgo_mlflow.errors import UsageError
 
     args = build_parser().parse_args(argv)
@@ -83,7 +90,7 @@ def main(argv):
         )
         return 0
 
-    from antgo_mlflow.engine.runner import run_from_config
+    from antgo_mlflow.engine.launch import run_from_config
 
     if args.process == "test" and not checkpoint:
         best = work_dir / "best.pth"

@@ -1,19 +1,23 @@
 """This experiment's metrics: an example, usable from the config as
 ``evaluation = dict(metric=[dict(type="AccuracyEval"), dict(type="MeanClassAccuracy")], ...)``.
 
-A metric is called as ``metric(preds, labels) -> dict`` with ``preds`` (N, C) probabilities and
-``labels`` (N,) class indices; every key becomes an MLflow metric (``val/<key>``).
+A metric follows the evaluator protocol: ``reset()``, ``process(predictions, batch)`` (the
+model's per-sample predictions — ``pred_score`` (C,) for a classifier — and the batch's
+``label``), ``compute() -> dict``; every key becomes an MLflow metric (``val/<key>``).
+``ClassificationMetric`` does the accumulating: a subclass only writes ``__call__(preds, labels)``
+on the whole validation set, ``preds`` (N, C) probabilities and ``labels`` (N,) class indices.
 """
 
 import numpy as np
 
+from antgo_mlflow.engine.metrics import ClassificationMetric
 from antgo_mlflow.registry import METRICS
 
 METRICS.import_locations()  # the library's metrics (AccuracyEval, ...) first
 
 
 @METRICS.register_module(force=True)
-class MeanClassAccuracy:
+class MeanClassAccuracy(ClassificationMetric):
     """Accuracy averaged over classes (robust to class imbalance): ``{'mean_class_acc': ...}``."""
 
     def __call__(self, preds, labels):
