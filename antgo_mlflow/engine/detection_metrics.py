@@ -33,11 +33,14 @@ from typing import Any
 import numpy as np
 
 from antgo_mlflow.data.transforms.annotations import map_boxes
+from antgo_mlflow.engine.metrics import BaseMetric
 from antgo_mlflow.errors import ConfigError, DataError, MissingDependencyError
 from antgo_mlflow.fileio import atomic_write_bytes, atomic_write_text
 from antgo_mlflow.registry import METRICS, current_path
 
 BACKENDS = ("faster_coco_eval", "pycocotools", "torchmetrics")
+# image ids are rank * _RANK_STRIDE + the image's number on that rank (unique under DDP)
+_RANK_STRIDE = 10**9
 _STAT_KEYS = {
     0: "mAP",
     1: "mAP50",
@@ -60,6 +63,17 @@ def _apply(boxes: np.ndarray, meta, inverse: bool) -> np.ndarray:
     return map_boxes(boxes, meta if isinstance(meta, dict) else None, to_original=inverse)
 
 
+def _group(rows: np.ndarray) -> dict[float, np.ndarray]:
+    """Rows grouped by their first column (the image id), order kept."""
+    if not len(rows):
+        return {}
+    order = np.argsort(rows[:, 0], kind="stable")
+    rows = rows[order]
+    ids, starts = np.unique(rows[:, 0], return_index=True)
+    ends = np.append(starts[1:], len(rows))
+    return {float(i): rows[a:b] for i, a, b in zip(ids, starts, ends)}
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(name)) or "_"
 
@@ -75,8 +89,11 @@ class _Image:
 
 
 @METRICS.register_module(name=["DetectionEval", "CocoMetric"])
-class DetectionEval:
+class DetectionEval(BaseMetric):
     """COCO mAP@[.5:.95], mAP50, mAP75, per-class AP; PR curves and drawn detections as artifacts.
+
+    Under DDP every process's images are gathered (rows of tensors, no pickles) before
+    ``compute``; the drawn images are the main process's first ones.
 
     Args:
         class_names: names for the ``AP_<class>`` keys (default: the class indices).
@@ -94,6 +111,7 @@ class DetectionEval:
         num_draw: int = 8,
         draw_score: float = 0.3,
     ):
+        super().__init__()
         path = current_path("evaluation.metric")
         if backend not in BACKENDS:
             raise ConfigError(
@@ -109,15 +127,16 @@ class DetectionEval:
     # -- protocol ----------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget everything processed so far."""
-        self.images: list[_Image] = []
-        self._drawn: list[
-            tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-        ] = []
+        super().reset()
+        self._count = 0
+        self._drawn: list = []
         self._precision: np.ndarray | None = None
         self._cat_ids: list[int] = []
 
     def process(self, predictions: Sequence[Mapping], batch: Mapping) -> None:
         """Add one batch: ``predictions[i]`` (bboxes, scores, labels) and the batch's ground truth."""
+        from antgo_mlflow.engine import dist
+
         if "bboxes" not in batch or "labels" not in batch:
             raise DataError(
                 "evaluation.metric: DetectionEval needs 'bboxes' and 'labels' in the validation "
@@ -125,45 +144,71 @@ class DetectionEval:
             )
         metas = batch.get("image_meta")
         vis_all = batch.get("box_visibility")
+        rank = dist.get_rank()
+        images, gts, dets = [], [], []
         for i, pred in enumerate(predictions):
             meta = metas[i] if isinstance(metas, (list, tuple)) and i < len(metas) else None
+            uid = float(rank * _RANK_STRIDE + self._count)
+            self._count += 1
             gt_pipe = _numpy(batch["bboxes"][i]).reshape(-1, 4)
-            gt_labels = _numpy(batch["labels"][i], np.int64).reshape(-1)
-            crowd = np.zeros(len(gt_pipe), bool)
+            gt_labels = _numpy(batch["labels"][i]).reshape(-1)
+            crowd = np.zeros(len(gt_pipe))
             if vis_all is not None:
                 vis = _numpy(vis_all[i]).reshape(-1)
                 if len(vis) == len(gt_pipe):
-                    crowd = vis == 0
+                    crowd = (vis == 0).astype(np.float64)
             boxes = _numpy(pred["bboxes"]).reshape(-1, 4)
             scores = _numpy(pred["scores"]).reshape(-1)
-            labels = _numpy(pred["labels"], np.int64).reshape(-1)
+            labels = _numpy(pred["labels"]).reshape(-1)
             hw = meta.get("ori_shape") if isinstance(meta, Mapping) else None
-            self.images.append(
-                _Image(_apply(gt_pipe, meta, True), gt_labels, crowd, boxes, scores, labels, hw)
-            )
+            images.append([uid, *(hw if hw is not None else (-1.0, -1.0))])
+            gt = _apply(gt_pipe, meta, True)
+            gts.append(np.column_stack([np.full(len(gt), uid), gt, gt_labels, crowd]))
+            dets.append(np.column_stack([np.full(len(boxes), uid), boxes, scores, labels]))
             if len(self._drawn) < self.num_draw and "image" in batch:
-                self._drawn.append(
-                    (
-                        _display(batch["image"][i]),
-                        gt_pipe,
-                        gt_labels,
-                        _apply(boxes, meta, False),
-                        scores,
-                        labels,
-                    )
+                draw = (_display(batch["image"][i]), gt_pipe, gt_labels, _apply(boxes, meta, False))
+                self._drawn.append((*draw, scores, labels))
+        self.add_rows(
+            images=np.asarray(images, np.float64).reshape(-1, 3),
+            gt=np.concatenate(gts).reshape(-1, 7) if gts else np.zeros((0, 7)),
+            dets=np.concatenate(dets).reshape(-1, 7) if dets else np.zeros((0, 7)),
+        )
+
+    def evaluated_images(self) -> list[_Image]:
+        """Every processed image (of every process), ground truth and detections."""
+        rows = self.gathered()
+        if not rows:
+            return []
+        gt_of, det_of = _group(rows["gt"]), _group(rows["dets"])
+        empty = np.zeros((0, 7))
+        out = []
+        for uid, h, w in rows["images"]:
+            g, d = gt_of.get(uid, empty), det_of.get(uid, empty)
+            out.append(
+                _Image(
+                    g[:, 1:5],
+                    g[:, 5].astype(np.int64),
+                    g[:, 6] > 0,
+                    d[:, 1:5],
+                    d[:, 5],
+                    d[:, 6].astype(np.int64),
+                    (h, w) if h >= 0 else None,
                 )
+            )
+        return out
 
     def compute(self) -> dict[str, float]:
         """The COCO numbers over everything processed since ``reset``."""
+        images = self.evaluated_images()
         categories = sorted(
-            {int(v) for im in self.images for v in im.gt_labels}
-            | {int(v) for im in self.images for v in im.labels}
+            {int(v) for im in images for v in im.gt_labels}
+            | {int(v) for im in images for v in im.labels}
         )
         out = {v: 0.0 for v in _STAT_KEYS.values()}
-        if not self.images or not any(len(im.gt) for im in self.images):
+        if not images or not any(len(im.gt) for im in images):
             return out
         stats, precision, cat_ids, per_class = _EVALUATORS[self.backend](
-            self.images, categories, self.max_dets
+            images, categories, self.max_dets
         )
         self._precision, self._cat_ids = precision, cat_ids
         for k, name in _STAT_KEYS.items():

@@ -26,7 +26,6 @@ Crowd boxes (``box_visibility`` 0) are ignored in the loss (each family says how
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import nn
 from antgo_mlflow.data.transforms.annotations import map_boxes
 from antgo_mlflow.errors import ConfigError, DataError
 from antgo_mlflow.models._build import build_module, config_path
+from antgo_mlflow.models.base import BaseModel
 from antgo_mlflow.registry import MODELS, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,16 @@ class _BatchTransform(nn.Module):
             )
             self.register_buffer("std", torch.tensor(image_std, dtype=torch.float32).view(-1, 1, 1))
 
+    def normalised(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` normalised with ``image_mean`` / ``image_std`` (as given without them)."""
+        return (images - self.mean) / self.std if self.normalise else images
+
     def forward(self, images, targets=None):
         from torchvision.models.detection.image_list import ImageList
 
         if isinstance(images, (list, tuple)):
             images = torch.stack(list(images))
-        if self.normalise:
-            images = (images - self.mean) / self.std
+        images = self.normalised(images)
         h, w = int(images.shape[-2]), int(images.shape[-1])
         return ImageList(images, [(h, w)] * int(images.shape[0])), targets
 
@@ -154,7 +157,7 @@ def boxes_to_original(boxes: torch.Tensor, meta: Mapping | None) -> torch.Tensor
     return map_boxes(boxes, meta if isinstance(meta, dict) else None, to_original=True)
 
 
-class TorchvisionDetector(nn.Module):
+class TorchvisionDetector(BaseModel):
     """Base of the detector families; see the module docstring for the contract.
 
     Args:
@@ -383,15 +386,147 @@ class TorchvisionDetector(nn.Module):
         last = list(feats.values())[-1]
         return last.mean(dim=(-2, -1))
 
+    # -- deployment -------------------------------------------------------------------------------
+    #: What ``forward`` returns, in order (the ONNX output names).
+    OUTPUT_NAMES = ("boxes", "scores", "labels", "num_dets")
+
     def forward(self, image: torch.Tensor, **kwargs):
-        """Detections for a batch tensor (boxes in its pixels): a list of prediction dicts."""
-        return self.predict_boxes(image)
+        """The deployment graph: fixed-size detections for a batch tensor (N, C, H, W).
+
+        Returns ``boxes`` (N, K, 4) xyxy in the pixels of ``image``, ``scores`` (N, K), ``labels``
+        (N, K) int64 (-1 in unused slots) and ``num_dets`` (N,), K = ``detections_per_img``:
+        the same detections as ``predict_boxes`` (torchvision's post-processing, re-written in
+        batch tensor ops, so ONNX export keeps a dynamic batch axis and NMS in the graph).
+        """
+        det = self.detector
+        x = det.transform.normalised(image)
+        feats = list(det.backbone(x).values())
+        boxes, scores = self.dense_predictions(feats, x)
+        h, w = x.shape[-2], x.shape[-1]
+        return select_detections(
+            boxes,
+            scores,
+            (h, w),
+            float(det.score_thresh),
+            float(det.nms_thresh),
+            int(det.topk_candidates),
+            int(det.detections_per_img),
+        )
+
+    def dense_predictions(
+        self, feats: list[torch.Tensor], image: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per pyramid level: decoded boxes (N, L, 4) and class scores (N, L, C) (single-stage
+        families implement it)."""
+        raise NotImplementedError
+
+    def level_anchors(self, feats: list[torch.Tensor], image: torch.Tensor) -> list[torch.Tensor]:
+        """The anchors of one image, split by level ((L_l, 4) each; every image has the same)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        det = self.detector
+        h, w = image.shape[-2], image.shape[-1]
+        one = ImageList(image[:1], [(h, w)])
+        anchors = det.anchor_generator(one, [f[:1] for f in feats])[0]
+        sizes = [
+            f.shape[-2] * f.shape[-1] * det.anchor_generator.num_anchors_per_location()[k]
+            for k, f in enumerate(feats)
+        ]
+        return list(anchors.split(sizes))
 
 
-def signature_defaults(fn) -> dict[str, Any]:
-    """The keyword defaults of ``fn`` (used to expose torchvision's settings as HEAD_DEFAULTS)."""
-    return {
-        n: p.default
-        for n, p in inspect.signature(fn).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+def select_detections(
+    boxes: list[torch.Tensor],
+    scores: list[torch.Tensor],
+    hw: tuple,
+    score_thresh: float,
+    nms_thresh: float,
+    topk: int,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """torchvision's single-stage post-processing on a whole batch, padded to ``k`` per image.
+
+    Per level: the ``topk`` best (location, class) scores above ``score_thresh``; then
+    class-wise NMS per image (one ``nms`` call, boxes offset by image and class), then the ``k``
+    best per image. Only tensor ops: a traced graph keeps the batch size symbolic.
+    """
+    from torchvision.ops import nms
+
+    n = boxes[0].shape[0]
+    num_classes = scores[0].shape[-1]
+    device = boxes[0].device
+    h, w = hw
+    cand_scores, cand_boxes, cand_labels = [], [], []
+    for level_boxes, level_scores in zip(boxes, scores):
+        flat = level_scores.reshape(n, -1)
+        top, idx = flat.topk(min(topk, flat.shape[1]), dim=1)
+        location = torch.div(idx, num_classes, rounding_mode="floor")
+        picked = torch.gather(level_boxes, 1, location[..., None].expand(-1, -1, 4))
+        cand_scores.append(top)
+        cand_boxes.append(picked)
+        cand_labels.append(idx % num_classes)
+    score = torch.cat(cand_scores, 1).reshape(-1)
+    box = torch.cat(cand_boxes, 1).reshape(-1, 4)
+    label = torch.cat(cand_labels, 1).reshape(-1)
+    image = torch.arange(n, device=device)[:, None].expand(-1, score.shape[0] // n).reshape(-1)
+    box = torch.stack(
+        [
+            box[:, 0].clamp(0, w),
+            box[:, 1].clamp(0, h),
+            box[:, 2].clamp(0, w),
+            box[:, 3].clamp(0, h),
+        ],
+        dim=1,
+    )
+    keep = score > score_thresh
+    score, box, label, image = score[keep], box[keep], label[keep], image[keep]
+    # one NMS for the batch: boxes of different (image, class) groups never overlap
+    group = (image * num_classes + label).to(box.dtype)
+    span = torch.maximum(torch.as_tensor(h), torch.as_tensor(w)).to(box.dtype) + 1.0
+    kept = nms(box + (group * span)[:, None], score, nms_thresh)
+    score, box, label, image = score[kept], box[kept], label[kept], image[kept]
+    one_hot = (image[:, None] == torch.arange(n, device=device)[None, :]).to(torch.int64)
+    rank = (one_hot.cumsum(0) * one_hot).sum(1) - 1  # kept is sorted by score: rank per image
+    sel = rank < k
+    score, box, label, image, rank = score[sel], box[sel], label[sel], image[sel], rank[sel]
+    slot = image * k + rank
+    out_scores = torch.zeros(n * k, dtype=score.dtype, device=device).index_put((slot,), score)
+    out_boxes = torch.zeros(n * k, 4, dtype=box.dtype, device=device).index_put((slot,), box)
+    out_labels = torch.full((n * k,), -1, dtype=torch.int64, device=device).index_put(
+        (slot,), label
+    )
+    num = one_hot[sel].sum(0)
+    return out_boxes.reshape(n, k, 4), out_scores.reshape(n, k), out_labels.reshape(n, k), num
+
+
+def pad_detections(preds: list[dict[str, torch.Tensor]], k: int):
+    """Prediction dicts -> ``forward``'s padded ``(boxes, scores, labels, num_dets)``."""
+    n = len(preds)
+    boxes = torch.zeros(n, k, 4)
+    scores = torch.zeros(n, k)
+    labels = torch.full((n, k), -1, dtype=torch.int64)
+    num = torch.zeros(n, dtype=torch.int64)
+    for i, pred in enumerate(preds):
+        m = min(k, len(pred["scores"]))
+        boxes[i, :m], scores[i, :m], labels[i, :m] = (
+            pred["bboxes"][:m],
+            pred["scores"][:m],
+            pred["labels"][:m],
+        )
+        num[i] = m
+    return boxes, scores, labels, num
+
+
+def unpad_detections(boxes, scores, labels, num) -> list[dict[str, torch.Tensor]]:
+    """``forward``'s padded outputs (tensors or arrays) -> one prediction dict per image."""
+    out = []
+    for i in range(len(num)):
+        k = int(num[i])
+        out.append(
+            {
+                "bboxes": torch.as_tensor(boxes[i][:k]),
+                "scores": torch.as_tensor(scores[i][:k]),
+                "labels": torch.as_tensor(labels[i][:k]).to(torch.int64),
+            }
+        )
+    return out

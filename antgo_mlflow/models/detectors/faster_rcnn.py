@@ -3,7 +3,8 @@
 The RPN's anchors are ``anchor_scale`` x the level's stride (torchvision: 32 px at stride 4) in
 each ``aspect_ratios``; the RoI head pools the backbone's own levels (not the extra ``pool`` one)
 with ``MultiScaleRoIAlign``. torchvision's class 0 is the background, so labels are shifted by
-one on the way in and out. Crowd boxes (``box_visibility`` 0) get the label -1: proposals
+one on the way in and out. ``forward`` (the exported graph) runs image by image: the batch
+size of an ONNX export is fixed. Crowd boxes (``box_visibility`` 0) get the label -1: proposals
 matched to them are never sampled by the box head (neither foreground nor background); the RPN
 treats them as objects.
 """
@@ -15,7 +16,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FasterRCNN as TVFasterRCNN
 from torchvision.ops import MultiScaleRoIAlign
 
-from antgo_mlflow.models.detectors.base import TorchvisionDetector
+from antgo_mlflow.models.detectors.base import TorchvisionDetector, pad_detections
 from antgo_mlflow.registry import MODELS
 
 
@@ -90,6 +91,13 @@ class FasterRCNN(TorchvisionDetector):
             box_score_thresh=float(test["score_thresh"]),
             box_nms_thresh=float(test["nms_thresh"]),
             box_detections_per_img=int(test["detections_per_img"]),
+        )
+
+    def forward(self, image: torch.Tensor, **kwargs):
+        """``TorchvisionDetector.forward``'s padded outputs, image by image: the RoI stage takes
+        a list of per-image proposals, so an exported graph has a fixed batch size."""
+        return pad_detections(
+            self.predict_boxes(image), int(self.detector.roi_heads.detections_per_img)
         )
 
     def adapt_targets(self, targets: list[dict]) -> list[dict]:

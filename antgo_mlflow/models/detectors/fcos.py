@@ -118,6 +118,22 @@ class FCOS(TorchvisionDetector):
         "topk_candidates": 1000,
     }
 
+    def dense_predictions(self, feats, image):
+        det = self.detector
+        out = det.head(feats)
+        anchors = self.level_anchors(feats, image)
+        sizes = [len(a) for a in anchors]
+        boxes, scores = [], []
+        for reg, cls, ctr, anc in zip(
+            out["bbox_regression"].split(sizes, 1),
+            out["cls_logits"].split(sizes, 1),
+            out["bbox_ctrness"].split(sizes, 1),
+            anchors,
+        ):
+            boxes.append(det.box_coder.decode(reg, anc[None].expand(reg.shape[0], -1, -1)))
+            scores.append(torch.sqrt(torch.sigmoid(cls) * torch.sigmoid(ctr)))
+        return boxes, scores
+
     def build_detector(self, backbone, num_classes, head, test):
         import math
 

@@ -73,6 +73,22 @@ class RetinaNet(TorchvisionDetector):
     }
     LOSS_NAMES = {"classification": "cls", "bbox_regression": "box"}
 
+    def dense_predictions(self, feats, image):
+        det = self.detector
+        out = det.head(feats)
+        anchors = self.level_anchors(feats, image)
+        sizes = [len(a) for a in anchors]
+        boxes, scores = [], []
+        for reg, cls, anc in zip(
+            out["bbox_regression"].split(sizes, 1), out["cls_logits"].split(sizes, 1), anchors
+        ):
+            n, length = reg.shape[0], reg.shape[1]
+            anc = anc[None].expand(n, -1, -1).reshape(-1, 4)
+            decoded = det.box_coder.decode_single(reg.reshape(-1, 4), anc)
+            boxes.append(decoded.reshape(n, length, 4))
+            scores.append(torch.sigmoid(cls))
+        return boxes, scores
+
     def build_detector(self, backbone, num_classes, head, test):
         import math
         from functools import partial
