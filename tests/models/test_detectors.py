@@ -378,3 +378,33 @@ def test_state_dict_round_trip_keeps_predictions(tmp_path):
     for p, q in zip(a, b):
         torch.testing.assert_close(p["bboxes"], q["bboxes"])
     json.dumps(model.class_names)
+
+
+def _confident(cfg):
+    """A randomly initialised detector nudged to output boxes (its class prior raised)."""
+    torch.manual_seed(0)
+    model = MODELS.build(cfg, path="model").eval()
+    head = getattr(model.detector, "head", None)
+    if head is not None:  # single-stage: raise the prior (Faster R-CNN outputs boxes as it is)
+        with torch.no_grad():
+            head.classification_head.cls_logits.bias += 3.0
+    return model
+
+
+@pytest.mark.parametrize("family", ["FCOS", "RetinaNet", "FasterRCNN"])
+def test_forward_is_the_deployment_graph_of_predict_boxes(family):
+    from antgo_mlflow.models.detectors.base import unpad_detections
+
+    model = _confident(SWEEP[family][0])
+    image = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        reference = model.predict_boxes(image)
+        boxes, scores, labels, num = model(image)
+    k = model.TEST_DEFAULTS["detections_per_img"]
+    assert boxes.shape == (3, k, 4) and scores.shape == (3, k) and labels.shape == (3, k)
+    assert sum(len(r["scores"]) for r in reference) > 0
+    for ref, got in zip(reference, unpad_detections(boxes, scores, labels, num)):
+        torch.testing.assert_close(got["bboxes"], ref["bboxes"])
+        torch.testing.assert_close(got["scores"], ref["scores"])
+        assert torch.equal(got["labels"], ref["labels"])
+    assert (labels[0, int(num[0]) :] == -1).all()
