@@ -399,12 +399,13 @@ def test_forward_is_the_deployment_graph_of_predict_boxes(family):
     image = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         reference = model.predict_boxes(image)
-        boxes, scores, labels, num = model(image)
+        detections = model(image)
     k = model.TEST_DEFAULTS["detections_per_img"]
-    assert boxes.shape == (3, k, 4) and scores.shape == (3, k) and labels.shape == (3, k)
+    assert detections.shape == (3, k, 6)
     assert sum(len(r["scores"]) for r in reference) > 0
-    for ref, got in zip(reference, unpad_detections(boxes, scores, labels, num)):
+    for ref, got in zip(reference, unpad_detections(detections)):
         torch.testing.assert_close(got["bboxes"], ref["bboxes"])
         torch.testing.assert_close(got["scores"], ref["scores"])
         assert torch.equal(got["labels"], ref["labels"])
-    assert (labels[0, int(num[0]) :] == -1).all()
+    n0 = len(reference[0]["scores"])
+    assert (detections[0, n0:, 5] == -1).all()

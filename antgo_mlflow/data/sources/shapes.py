@@ -51,6 +51,8 @@ MAX_OVERLAP = 0.3  # of either shape's area
 MIN_INSIDE = 0.6  # of a shape's area inside the image
 MIN_COLOUR_DISTANCE = 90.0  # L1 distance in RGB between a shape and the background under it
 JPEG_QUALITY = 90
+NOISE_SIGMA = (3.0, 12.0)  # background pixel noise, drawn per image
+STRIPES = (0.6, 0.04, 0.2)  # largest stripe weight in the blend, stripe frequency range (1/px)
 
 
 def _params(num_images: int) -> dict:
@@ -70,6 +72,8 @@ def _params(num_images: int) -> dict:
         "inside": MIN_INSIDE,
         "colour": MIN_COLOUR_DISTANCE,
         "jpeg": JPEG_QUALITY,
+        "noise": list(NOISE_SIGMA),
+        "stripes": list(STRIPES),
         "draw": "numpy masks at pixel centres; blend+stripes+noise background",
     }
 
@@ -106,12 +110,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     smooth = rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     theta = rng.uniform(0, math.pi)
-    freq = rng.uniform(0.04, 0.2)
+    freq = rng.uniform(*STRIPES[1:])
     stripes = 0.5 + 0.5 * np.sin(2 * math.pi * freq * (xx * math.cos(theta) + yy * math.sin(theta)))
-    weight = rng.uniform(0.0, 0.6)
+    weight = rng.uniform(0.0, STRIPES[0])
     t = (1 - weight) * smooth + weight * stripes
     image = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
-    return image + rng.normal(0, rng.uniform(3, 12), image.shape)
+    return image + rng.normal(0, rng.uniform(*NOISE_SIGMA), image.shape)
 
 
 def _shape_mask(

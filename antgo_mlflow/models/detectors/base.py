@@ -387,16 +387,18 @@ class TorchvisionDetector(BaseModel):
         return last.mean(dim=(-2, -1))
 
     # -- deployment -------------------------------------------------------------------------------
-    #: What ``forward`` returns, in order (the ONNX output names).
-    OUTPUT_NAMES = ("boxes", "scores", "labels", "num_dets")
+    #: What ``forward`` returns (the ONNX output name) and the meaning of its last axis.
+    OUTPUT_NAME = "detections"
+    OUTPUT_COLUMNS = ("x0", "y0", "x1", "y1", "score", "label")
 
-    def forward(self, image: torch.Tensor, **kwargs):
-        """The deployment graph: fixed-size detections for a batch tensor (N, C, H, W).
+    def forward(self, image: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The deployment graph: ``detections`` (N, K, 6) for a batch tensor (N, C, H, W).
 
-        Returns ``boxes`` (N, K, 4) xyxy in the pixels of ``image``, ``scores`` (N, K), ``labels``
-        (N, K) int64 (-1 in unused slots) and ``num_dets`` (N,), K = ``detections_per_img``:
-        the same detections as ``predict_boxes`` (torchvision's post-processing, re-written in
-        batch tensor ops, so ONNX export keeps a dynamic batch axis and NMS in the graph).
+        Each row is ``x0, y0, x1, y1, score, label`` in the pixels of ``image``, best first;
+        unused rows have label -1 (K = ``detections_per_img``). They are the detections of
+        ``predict_boxes`` (torchvision's post-processing, re-written in batch tensor ops), so an
+        ONNX export keeps NMS in the graph and a dynamic batch axis, and MLflow's pyfunc gets
+        one tensor. ``unpad_detections`` turns it back into prediction dicts.
         """
         det = self.detector
         x = det.transform.normalised(image)
@@ -443,8 +445,8 @@ def select_detections(
     nms_thresh: float,
     topk: int,
     k: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """torchvision's single-stage post-processing on a whole batch, padded to ``k`` per image.
+) -> torch.Tensor:
+    """torchvision's single-stage post-processing on a whole batch: (N, k, 6) detection rows.
 
     Per level: the ``topk`` best (location, class) scores above ``score_thresh``; then
     class-wise NMS per image (one ``nms`` call, boxes offset by image and class), then the ``k``
@@ -490,43 +492,31 @@ def select_detections(
     sel = rank < k
     score, box, label, image, rank = score[sel], box[sel], label[sel], image[sel], rank[sel]
     slot = image * k + rank
-    out_scores = torch.zeros(n * k, dtype=score.dtype, device=device).index_put((slot,), score)
-    out_boxes = torch.zeros(n * k, 4, dtype=box.dtype, device=device).index_put((slot,), box)
-    out_labels = torch.full((n * k,), -1, dtype=torch.int64, device=device).index_put(
-        (slot,), label
-    )
-    num = one_hot[sel].sum(0)
-    return out_boxes.reshape(n, k, 4), out_scores.reshape(n, k), out_labels.reshape(n, k), num
+    rows = torch.cat([box, score[:, None], label[:, None].to(box.dtype)], dim=1)
+    empty = torch.zeros(n * k, 6, dtype=box.dtype, device=device)
+    empty[:, 5] = -1.0
+    return empty.index_put((slot,), rows).reshape(n, k, 6)
 
 
-def pad_detections(preds: list[dict[str, torch.Tensor]], k: int):
-    """Prediction dicts -> ``forward``'s padded ``(boxes, scores, labels, num_dets)``."""
-    n = len(preds)
-    boxes = torch.zeros(n, k, 4)
-    scores = torch.zeros(n, k)
-    labels = torch.full((n, k), -1, dtype=torch.int64)
-    num = torch.zeros(n, dtype=torch.int64)
+def pad_detections(preds: list[dict[str, torch.Tensor]], k: int) -> torch.Tensor:
+    """Prediction dicts -> ``forward``'s ``detections`` (N, k, 6) (label -1 in unused rows)."""
+    out = torch.zeros(len(preds), k, 6)
+    out[:, :, 5] = -1.0
     for i, pred in enumerate(preds):
         m = min(k, len(pred["scores"]))
-        boxes[i, :m], scores[i, :m], labels[i, :m] = (
-            pred["bboxes"][:m],
-            pred["scores"][:m],
-            pred["labels"][:m],
-        )
-        num[i] = m
-    return boxes, scores, labels, num
+        out[i, :m, :4] = pred["bboxes"][:m]
+        out[i, :m, 4] = pred["scores"][:m]
+        out[i, :m, 5] = pred["labels"][:m].to(out.dtype)
+    return out
 
 
-def unpad_detections(boxes, scores, labels, num) -> list[dict[str, torch.Tensor]]:
-    """``forward``'s padded outputs (tensors or arrays) -> one prediction dict per image."""
+def unpad_detections(detections) -> list[dict[str, torch.Tensor]]:
+    """``forward``'s ``detections`` (N, K, 6) (a tensor or an array) -> one dict per image."""
+    rows = torch.as_tensor(detections)
     out = []
-    for i in range(len(num)):
-        k = int(num[i])
+    for image in rows:
+        used = image[image[:, 5] >= 0]
         out.append(
-            {
-                "bboxes": torch.as_tensor(boxes[i][:k]),
-                "scores": torch.as_tensor(scores[i][:k]),
-                "labels": torch.as_tensor(labels[i][:k]).to(torch.int64),
-            }
+            {"bboxes": used[:, :4], "scores": used[:, 4], "labels": used[:, 5].to(torch.int64)}
         )
     return out

@@ -93,8 +93,8 @@ class FasterRCNN(TorchvisionDetector):
             box_detections_per_img=int(test["detections_per_img"]),
         )
 
-    def forward(self, image: torch.Tensor, **kwargs):
-        """``TorchvisionDetector.forward``'s padded outputs, image by image: the RoI stage takes
+    def forward(self, image: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``TorchvisionDetector.forward``'s ``detections``, image by image: the RoI stage takes
         a list of per-image proposals, so an exported graph has a fixed batch size."""
         return pad_detections(
             self.predict_boxes(image), int(self.detector.roi_heads.detections_per_img)
