@@ -97,6 +97,7 @@ class DetectionEval(BaseMetric):
 
     Args:
         class_names: names for the ``AP_<class>`` keys (default: the class indices).
+        meta: or a ``meta.json`` (or the folder / GT JSON beside it) whose categories name them.
         backend: ``faster_coco_eval`` (default), ``pycocotools`` or ``torchmetrics``.
         max_dets: detections per image considered (COCO: 100).
         num_draw: images drawn into ``detections.png`` (predictions vs ground truth).
@@ -110,9 +111,14 @@ class DetectionEval(BaseMetric):
         max_dets: int = 100,
         num_draw: int = 8,
         draw_score: float = 0.3,
+        meta: str | None = None,
     ):
         super().__init__()
         path = current_path("evaluation.metric")
+        if meta and not class_names:
+            from antgo_mlflow.models.detectors.base import resolve_classes
+
+            class_names = resolve_classes(None, meta, None, path)[1]
         if backend not in BACKENDS:
             raise ConfigError(
                 f"{path}.backend: expected one of {', '.join(BACKENDS)}, got {backend!r}"
