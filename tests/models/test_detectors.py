@@ -72,18 +72,11 @@ CASES = [
 ]
 
 
-class SGDWrapper:
-    """The OptimWrapper contract in a few lines: backward + clip + step + zero_grad."""
+def SGDWrapper(model, lr=0.01):
+    """The engine's OptimWrapper on AdamW, gradients clipped."""
+    from antgo_mlflow.engine.optim_wrapper import OptimWrapper
 
-    def __init__(self, model, lr=0.01):
-        self.params = list(model.parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr)
-
-    def update_params(self, loss):
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 2.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+    return OptimWrapper(torch.optim.AdamW(model.parameters(), lr=lr), clip_grad=dict(max_norm=2.0))
 
 
 def toy_batch(n=4, size=64, seed=0):
@@ -409,3 +402,32 @@ def test_forward_is_the_deployment_graph_of_predict_boxes(family):
         assert torch.equal(got["labels"], ref["labels"])
     n0 = len(reference[0]["scores"])
     assert (detections[0, n0:, 5] == -1).all()
+
+
+def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(tmp_path):
+    import onnxruntime as ort
+
+    from antgo_mlflow.models.detectors.base import detection_difference
+
+    sys_path = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "benchmarks")
+    import sys
+
+    sys.path.insert(0, sys_path)
+    try:
+        from bench_detection import export_onnx
+    finally:
+        sys.path.remove(sys_path)
+    model = _confident(SWEEP["FCOS"][0])
+    export_onnx(model, torch.rand(1, 3, 64, 64), tmp_path / "fcos.onnx")
+    session = ort.InferenceSession(str(tmp_path / "fcos.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 3):
+        image = torch.rand(n, 3, 64, 64)
+        (got,) = session.run(None, {"image": image.numpy()})
+        with torch.no_grad():
+            reference = model(image)
+        assert got.shape == (n, 100, 6)
+        assert detection_difference(reference, got, 0.05) <= 1e-3
+    # the matching is not fooled by a box that moved
+    moved = reference.clone()
+    moved[0, 0, 0] += 0.5
+    assert detection_difference(reference, moved, 0.05) == pytest.approx(0.5)

@@ -339,7 +339,8 @@ class TorchvisionDetector(BaseModel):
         targets = self.adapt_targets(self.targets_from_batch(batch, image))
         if not self.training:
             self.train()
-        losses = self.detector(image, targets)
+        with optim_wrapper.optim_context(self):
+            losses = self.detector(image, targets)
         loss = sum(losses.values())
         optim_wrapper.update_params(loss)
         out: dict[str, torch.Tensor | float] = {"loss": loss.detach()}
@@ -520,3 +521,53 @@ def unpad_detections(detections) -> list[dict[str, torch.Tensor]]:
             {"bboxes": used[:, :4], "scores": used[:, 4], "labels": used[:, 5].to(torch.int64)}
         )
     return out
+
+
+def detection_difference(reference, other, score_thresh: float = 0.0, atol: float = 1e-3) -> float:
+    """The largest box/score difference between two ``detections`` outputs, after matching.
+
+    Rows are matched per image by class and best IoU (greedy, best score first), so near-equal
+    scores listed in another order do not count. A detection without a partner counts only if
+    it is not borderline: it scores above ``score_thresh + atol`` and above the other side's
+    lowest kept score + ``atol`` (a cut by ``detections_per_img`` can drop either of two ties).
+    Returns ``inf`` when such a detection exists.
+    """
+    from torchvision.ops import box_iou
+
+    worst = 0.0
+    for ref, got in zip(unpad_detections(reference), unpad_detections(other)):
+        used = torch.zeros(len(got["scores"]), dtype=torch.bool)
+        iou = (
+            box_iou(ref["bboxes"].float(), got["bboxes"].float())
+            if len(ref["scores"]) and len(got["scores"])
+            else None
+        )
+        lonely_ref = []
+        for i in torch.argsort(ref["scores"], descending=True).tolist():
+            if iou is None:
+                lonely_ref.append(i)
+                continue
+            cand = iou[i].clone()
+            cand[used | (got["labels"] != ref["labels"][i])] = -1.0
+            j = int(cand.argmax())
+            if cand[j] < 0.5:
+                lonely_ref.append(i)
+                continue
+            used[j] = True
+            worst = max(
+                worst,
+                float((ref["bboxes"][i] - got["bboxes"][j]).abs().max()),
+                float((ref["scores"][i] - got["scores"][j]).abs()),
+            )
+
+        def borderline(score, side) -> bool:
+            floor = float(side["scores"].min()) if len(side["scores"]) else score_thresh
+            return score <= score_thresh + atol or score <= floor + atol
+
+        for i in lonely_ref:
+            if not borderline(float(ref["scores"][i]), got):
+                return float("inf")
+        for j in (~used).nonzero().flatten().tolist():
+            if not borderline(float(got["scores"][j]), ref):
+                return float("inf")
+    return worst
