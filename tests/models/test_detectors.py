@@ -431,3 +431,16 @@ def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(tmp_path):
     moved = reference.clone()
     moved[0, 0, 0] += 0.5
     assert detection_difference(reference, moved, 0.05) == pytest.approx(0.5)
+
+
+def test_a_detection_gt_given_to_a_classifier_is_one_line():
+    """Detection samples carry image_label -1: the classifier's loss names the problem."""
+    model = MODELS.build(
+        dict(
+            type="ImageClassifier",
+            backbone=dict(type="WideResNet", num_classes=3, depth=10, widen_factor=1),
+        ),
+        path="model",
+    )
+    with pytest.raises(DataError, match=r"label -1 is not a class index in 0\.\.2 .*detection GT"):
+        model(torch.zeros(2, 3, 32, 32), label=torch.tensor([-1, 1]))
