@@ -54,3 +54,26 @@ def test_one_model_and_empty_inputs():
     assert weighted_box_fusion([only, empty])[1].tolist() == pytest.approx([0.45])
     with pytest.raises(ValueError, match="2 weights for 1 models"):
         weighted_box_fusion([only], weights=[1, 1])
+
+
+def test_image_certainty_and_the_confident_uncertain_split():
+    from antgo_mlflow.models.detectors.fusion import fuse_for_pseudo_labels, image_certainty
+
+    assert image_certainty([], 0.7) == 1.0
+    assert image_certainty([0.9, 0.1], 0.7) == pytest.approx(0.9)
+    assert image_certainty([0.9, 0.5], 0.7) == pytest.approx(0.5)
+    a = _pred([[0, 0, 10, 10], [40, 40, 60, 60]], [0.95, 0.5], [0, 1])
+    b = _pred([[0, 0, 10, 10]], [0.85], [0])
+    out = fuse_for_pseudo_labels([a, b], ["a", "b"], threshold=0.7)
+    # the shared box: (0.95 + 0.85) / 2 = 0.9 -> a label; a's lone box: 0.5 / 2 = 0.25 -> not a
+    # label, and certain enough (0.25 <= 1 - 0.7) for the image to be confident
+    assert out["bboxes"] == [[0.0, 0.0, 10.0, 10.0]] and out["labels"] == [0]
+    assert out["predictions"]["scores"] == [0.9, 0.25]
+    assert out["confident"] and out["predictions"]["image_score"] == pytest.approx(0.75)
+    assert out["predictions"]["models"]["b"] == {
+        "bboxes": [[0.0, 0.0, 10.0, 10.0]],
+        "labels": [0],
+        "scores": [0.85],
+    }
+    unsure = fuse_for_pseudo_labels([a], ["a"], threshold=0.7)  # 0.5 alone: ambiguous
+    assert not unsure["confident"] and unsure["labels"] == [0]

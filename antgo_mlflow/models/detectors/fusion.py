@@ -1,4 +1,5 @@
-"""Weighted box fusion of several detectors' boxes for one image, vectorised on torchvision.ops.
+"""Weighted box fusion of several detectors' boxes for one image (vectorised on torchvision.ops),
+and the pseudo-label fields made from them (``fuse_for_pseudo_labels``).
 
 Why not ``ensemble-boxes`` (the reference WBF): its last release (1.0.9) is from 2022 and pulls
 numba and pandas for a loop over Python lists; this is ~40 lines of tensor ops instead.
@@ -84,4 +85,59 @@ def weighted_box_fusion(
     return fused[order], score[order], label[seeds][order]
 
 
-__all__ = ["weighted_box_fusion"]
+def image_certainty(scores, threshold: float) -> float:
+    """How sure the fused detections of one image are: 1 - the most ambiguous box's ambiguity.
+
+    A box scoring ``s`` is certain to be an object when ``s >= threshold`` and certain not to be
+    when ``s <= 1 - threshold``; the image's certainty is ``min over boxes of max(s, 1 - s)``
+    (1.0 without boxes), so an image is *confident* (certainty >= ``threshold``) exactly when
+    none of its boxes scores between ``1 - threshold`` and ``threshold``.
+    """
+    s = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+    if not len(s):
+        return 1.0
+    return float(torch.maximum(s, 1 - s).min())
+
+
+def fuse_for_pseudo_labels(
+    per_model: Sequence[Mapping],
+    names: Sequence[str],
+    weights: Sequence[float] | None = None,
+    threshold: float = 0.7,
+    iou_thr: float = 0.55,
+    skip_score: float = 0.05,
+) -> dict:
+    """One image's pseudo-label fields from several models' detections.
+
+    Returns ``{"bboxes", "labels"}`` (the fused boxes scoring >= ``threshold``: the pseudo
+    labels), ``"predictions"`` (every fused box with its score, the per-image ``image_score``
+    (``image_certainty``) and each model's own boxes under ``models``) and ``"confident"``.
+    """
+    boxes, scores, labels = weighted_box_fusion(per_model, weights, iou_thr, skip_score)
+    keep = scores >= threshold
+    certainty = image_certainty(scores, threshold)
+
+    def rows(b, s, lab) -> dict:
+        return {
+            "bboxes": [[round(float(v), 3) for v in box] for box in b],
+            "labels": [int(v) for v in lab],
+            "scores": [round(float(v), 5) for v in s],
+        }
+
+    models = {}
+    for name, pred in zip(names, per_model):
+        models[name] = rows(
+            torch.as_tensor(pred["bboxes"]).reshape(-1, 4),
+            torch.as_tensor(pred["scores"]).reshape(-1),
+            torch.as_tensor(pred["labels"]).reshape(-1),
+        )
+    fused = rows(boxes, scores, labels)
+    return {
+        "bboxes": [b for b, k in zip(fused["bboxes"], keep.tolist()) if k],
+        "labels": [v for v, k in zip(fused["labels"], keep.tolist()) if k],
+        "predictions": {**fused, "image_score": round(certainty, 5), "models": models},
+        "confident": certainty >= threshold,
+    }
+
+
+__all__ = ["fuse_for_pseudo_labels", "image_certainty", "weighted_box_fusion"]
