@@ -125,10 +125,10 @@ def _check_keys(given: Mapping | None, defaults: Mapping, path: str) -> dict:
     return {**defaults, **given}
 
 
-def _as_tensor(value, dtype, device) -> torch.Tensor:
+def _as_numpy(value, dtype) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=dtype)
 
 
 def _item(batch: Mapping, key: str, i: int):
@@ -240,19 +240,22 @@ class TorchvisionDetector(BaseModel):
                 f"'labels' per image{hint} -- keep them in the pipeline's inputs_def"
             )
         device = image.device
+        # NumPy for the per-image bookkeeping: torch would wake its intra-op threads for each of
+        # these tiny ops (see data/transforms/formatting.py); tensors are made once at the end
+        vis_all = batch.get("box_visibility")
         targets = []
         for i in range(n):
-            boxes = _as_tensor(_item(batch, "bboxes", i), torch.float32, device)
-            labels = _as_tensor(_item(batch, "labels", i), torch.float32, device).reshape(-1)
+            boxes = _as_numpy(_item(batch, "bboxes", i), np.float32)
+            labels = _as_numpy(_item(batch, "labels", i), np.float64).reshape(-1)
             where = sample_name(batch, i)
-            if boxes.numel() % 4:
+            if boxes.size % 4:
                 raise DataError(
                     f"{where}, field 'bboxes': expected (N, 4) xyxy, got {tuple(boxes.shape)}"
                 )
             boxes = boxes.reshape(-1, 4)
-            if labels.numel() != boxes.shape[0]:
+            if labels.size != boxes.shape[0]:
                 raise DataError(
-                    f"{where}, field 'labels': {labels.numel()} labels for {boxes.shape[0]} boxes"
+                    f"{where}, field 'labels': {labels.size} labels for {boxes.shape[0]} boxes"
                 )
             if boxes.shape[0] == 0:
                 image_label = self._image_label(batch, i)
@@ -262,50 +265,37 @@ class TorchvisionDetector(BaseModel):
                         "classification GT given to a detector (it needs bboxes + labels; an "
                         "image without objects has image_label -1)"
                     )
-            bad = ~torch.isfinite(boxes).all(dim=1)
-            if bool(bad.any()):
-                k = int(bad.nonzero()[0])
+            bad = ~np.isfinite(boxes).all(axis=1)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
                 raise DataError(
                     f"{where}, field 'bboxes': box {k} is not finite: {boxes[k].tolist()}"
                 )
-            if labels.numel():
-                if bool((labels != labels.round()).any()) or bool(
-                    ((labels < 0) | (labels >= self.num_classes)).any()
-                ):
-                    k = int(
-                        (
-                            (labels < 0) | (labels >= self.num_classes) | (labels != labels.round())
-                        ).nonzero()[0]
-                    )
-                    raise DataError(
-                        f"{where}, field 'labels': label {labels[k].item():g} of box {k} is not a "
-                        f"class index in 0..{self.num_classes - 1} (the model has "
-                        f"{self.num_classes} classes: {', '.join(self.class_names[:8])})"
-                    )
-            crowd = torch.zeros(boxes.shape[0], dtype=torch.bool, device=device)
-            vis = batch.get("box_visibility")
-            if vis is not None:
-                v = _as_tensor(vis[i], torch.float32, device).reshape(-1)
-                if v.numel() == boxes.shape[0]:
+            wrong = (labels < 0) | (labels >= self.num_classes) | (labels != np.round(labels))
+            if wrong.any():
+                k = int(np.flatnonzero(wrong)[0])
+                raise DataError(
+                    f"{where}, field 'labels': label {labels[k]:g} of box {k} is not a "
+                    f"class index in 0..{self.num_classes - 1} (the model has "
+                    f"{self.num_classes} classes: {', '.join(self.class_names[:8])})"
+                )
+            crowd = np.zeros(boxes.shape[0], dtype=bool)
+            if vis_all is not None:
+                v = _as_numpy(vis_all[i], np.float32).reshape(-1)
+                if v.size == boxes.shape[0]:
                     crowd = v == 0
-            boxes = torch.stack(
-                [
-                    boxes[:, 0].clamp(0, w),
-                    boxes[:, 1].clamp(0, h),
-                    boxes[:, 2].clamp(0, w),
-                    boxes[:, 3].clamp(0, h),
-                ],
-                dim=1,
-            )
+            boxes = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            if not bool(keep.all()):
+            if not keep.all():
                 self._count_dropped(where, int((~keep).sum()))
                 boxes, labels, crowd = boxes[keep], labels[keep], crowd[keep]
             targets.append(
                 {
-                    "boxes": boxes,
-                    "labels": labels.to(torch.int64) + self.label_offset,
-                    "crowd": crowd,
+                    "boxes": torch.from_numpy(np.ascontiguousarray(boxes)).to(device),
+                    "labels": torch.from_numpy(labels.astype(np.int64) + self.label_offset).to(
+                        device
+                    ),
+                    "crowd": torch.from_numpy(crowd).to(device),
                 }
             )
         return targets
