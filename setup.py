@@ -40,7 +40,8 @@ EXTRAS = {
     ],
     "active": ["cleanlab>=2.6"],
     "hpo": ["optuna>=3.5"],
-    "submit": ["paramiko>=3.4", "docker>=7"],
+    # paramiko: the SSH submitter; docker: the Docker submitter; pyyaml: the submitter files
+    "submit": ["paramiko>=3.4", "docker>=7", "pyyaml>=5.1"],
     "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.5"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
@@ -67,6 +68,12 @@ setup(
         "console_scripts": ["antgo=antgo_mlflow.cli.main:main"],
         "mlflow.run_context_provider": [
             "antgo=antgo_mlflow.project.context_provider:AntgoContextProvider"
+        ],
+        # `mlflow run . --backend antgo-ssh --backend-config '{"ip": "..."}'` (and docker, script)
+        "mlflow.project_backend": [
+            "antgo-ssh=antgo_mlflow.submit:ssh_backend",
+            "antgo-docker=antgo_mlflow.submit:docker_backend",
+            "antgo-script=antgo_mlflow.submit:script_backend",
         ],
     },
     classifiers=[

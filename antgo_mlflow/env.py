@@ -11,9 +11,21 @@ ANTGO_CACHE_DIR = "ANTGO_CACHE_DIR"
 ANTGO_PROGRESS = "ANTGO_PROGRESS"
 #: "1" makes the CLI print tracebacks, like `antgo --debug`.
 ANTGO_DEBUG = "ANTGO_DEBUG"
+#: Folder of per-user machine configuration (registered submitters). Default ~/.config/antgo-mlflow;
+#: created 0700, files in it 0600. Tests point it at a temporary folder.
+ANTGO_CONFIG_DIR = "ANTGO_CONFIG_DIR"
 
 
 def cache_dir() -> Path:
     """The cache folder (created on demand by callers)."""
     value = os.environ.get(ANTGO_CACHE_DIR)
     return Path(value).expanduser() if value else Path.home() / ".cache" / "antgo-mlflow"
+
+
+def config_dir() -> Path:
+    """The per-user configuration folder (not created here; ``submit.config`` creates it 0700)."""
+    value = os.environ.get(ANTGO_CONFIG_DIR)
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".config") / "antgo-mlflow"

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("antgo_mlflow.cli.projects:promote", "Give a model version a role (alias)."),
     "demote": ("antgo_mlflow.cli.projects:demote", "Take a role (alias) from a model version."),
     "train": ("antgo_mlflow.cli.projects:train", "Run an experiment's train entry point."),
+    "submitter": (
+        "antgo_mlflow.cli.submitter:submitter",
+        "Register where jobs run: SSH hosts, Docker, a submit script.",
+    ),
 }
 
 

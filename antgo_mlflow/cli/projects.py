@@ -330,20 +330,36 @@ def update() -> None:
     """Store project settings (submitter, label, semi, distillation, activelearning)."""
 
 
+def _resource_options(fn):
+    # antgo's `update project/submitter --gpu --cpu --memory`: the job's resource request
+    for flag, key, what in (
+        ("--memory", "memory", "Memory per job, MB."),
+        ("--cpu", "cpu_num", "CPUs per job."),
+        ("--gpu", "gpu_num", "GPUs per job."),
+    ):
+        fn = click.option(flag, key, type=click.IntRange(min=0), default=None, help=what)(fn)
+    return fn
+
+
 def _make_update(kind: str):
     @click.option("--name", default=None, help="Built-in method name.")
     @click.option("--config", default=None, help="Python config file.")
     @project_opt
-    def cmd(project, config, name):
+    def cmd(project, config, name, **resources):
         from antgo_mlflow.project.settings import update_setting
 
-        setting = _run(update_setting, project, kind, config=config, name=name)
+        setting = _run(
+            update_setting, project, kind, config=config, name=name, values=resources or None
+        )
         click.echo(
             f"{project}: project/{kind} "
             + (f"set to {setting['method']}" if setting else "cleared")
         )
 
     example = "--config=label_config.py" if kind == "label" else "--name=... or --config=x.py"
+    if kind == "submitter":
+        cmd = _resource_options(cmd)
+        example = "--name=ssh --gpu=1 --cpu=10 --memory=10000"
     cmd.__doc__ = (
         f"Validate and store project/{kind}; empty --name= --config= clears it.\n\n"
         f"\b\nExample:\n  antgo update project/{kind} --project=mycls {example}"
@@ -366,25 +382,79 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _cloud_options(fn):
+    fn = click.option("--ip", default=None, help="With --ssh: this registered host.")(fn)
+    fn = click.option("--script", is_flag=True, help="Submit with the custom submit script.")(fn)
+    fn = click.option("--docker", is_flag=True, help="Submit to the Docker submitter.")(fn)
+    fn = click.option("--ssh", is_flag=True, help="Submit over SSH (the selected host).")(fn)
+    return click.option(
+        "--cloud", is_flag=True, help="Submit through a registered submitter (antgo submitter)."
+    )(fn)
+
+
+def _train_cloud(project, exp, gpu_id, entry_point, params, ssh, docker, script, ip) -> None:
+    from antgo_mlflow.project.experiments import submit_train
+
+    kinds = [k for k, on in (("ssh", ssh), ("docker", docker), ("script", script)) if on]
+    if len(kinds) > 1:
+        raise UsageError("choose one of --ssh, --docker, --script")
+    if ip and kinds not in ([], ["ssh"]):
+        raise UsageError("--ip picks an SSH host (use it with --ssh)")
+
+    def submitted(info):
+        click.echo(f"{project}: run {info['run_id']} of exp {exp} submitted to {info['submitter']}")
+        click.echo(f"watch it: {info['watch']}  (mlflow ui)")
+
+    result = _run(
+        submit_train,
+        project,
+        exp,
+        kind=kinds[0] if kinds else ("ssh" if ip else None),
+        ip=ip,
+        gpu_id=gpu_id,
+        params=_parse_params(params),
+        entry_point=entry_point,
+        on_submitted=submitted,
+    )
+    click.echo(f"{project}: run {result['run_id']} of exp {exp} {result['status']}")
+
+
 @click.command()
 @click.option(
     "-P", "--param", "params", multiple=True, help="Entry-point parameter key=value (repeatable)."
 )
 @click.option("--entry-point", default="train", show_default=True, help="MLproject entry point.")
 @click.option("--gpu-id", default=None, help="GPUs to use, e.g. 0 or 0,1 (-1: CPU).")
+@_cloud_options
 @project_opt
 @click.option("--exp", required=True, help="Exp folder (with an MLproject) to run.")
 def train(
-    exp: str, project: str, gpu_id: str | None, entry_point: str, params: tuple[str, ...]
+    exp: str,
+    project: str,
+    cloud: bool,
+    ssh: bool,
+    docker: bool,
+    script: bool,
+    ip: str | None,
+    gpu_id: str | None,
+    entry_point: str,
+    params: tuple[str, ...],
 ) -> None:
-    """Run the exp's MLproject train entry point into the project's experiment (locally).
+    """Run the exp's MLproject train entry point into the project's experiment.
+
+    Locally by default; with --cloud (or --ssh/--docker/--script) it is submitted through a
+    registered submitter, its output streamed here and into the run's logs/remote.log.
 
     \b
     Example:
       antgo train --exp=mycls1 --project=mycls --gpu-id=0 -P max_epochs=2
+      antgo train --exp=mycls1 --project=mycls --cloud --ssh
     """
     from antgo_mlflow.project.experiments import train as do_train
 
+    if cloud or ssh or docker or script or ip:
+        _train_cloud(project, exp, gpu_id, entry_point, params, ssh, docker, script, ip)
+        return
     result = _run(
         do_train, project, exp, gpu_id=gpu_id, params=_parse_params(params), entry_point=entry_point
     )

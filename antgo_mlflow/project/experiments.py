@@ -284,21 +284,13 @@ def exp_folder(
     )
 
 
-def train(
-    project: str,
-    exp: str,
-    gpu_id: str | None = None,
-    params: dict[str, Any] | None = None,
-    entry_point: str = "train",
-) -> dict:
-    """Run the exp's MLproject ``train`` entry point locally into the project's experiment.
+def _new_train_run(
+    project: str, exp: str, gpu_id: str | None, params: dict[str, Any] | None, entry_point: str
+) -> tuple:
+    """Check the exp's entry point and parameters, then create its tagged run.
 
-    The run is tagged ``antgo.project``/``antgo.exp`` and gets the project's registered data
-    as ``mlflow.data`` inputs (context = split); ``gpu_id`` sets ``CUDA_VISIBLE_DEVICES``
-    (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
-    ``{run_id, status}``; a failed run raises one line naming the run.
+    Returns ``(client, experiment, folder, params, run_id)``; nothing is created on bad input.
     """
-    import mlflow.projects
     from mlflow.entities import Param, SourceType
     from mlflow.exceptions import ExecutionException
     from mlflow.projects.utils import load_project
@@ -349,6 +341,29 @@ def train(
     from antgo_mlflow.project.data_registry import log_project_datasets
 
     log_project_datasets(run_id, project, client=client)  # the project's registered data
+    return client, experiment, folder, params, run_id
+
+
+def train(
+    project: str,
+    exp: str,
+    gpu_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    entry_point: str = "train",
+) -> dict:
+    """Run the exp's MLproject ``train`` entry point locally into the project's experiment.
+
+    The run is tagged ``antgo.project``/``antgo.exp`` and gets the project's registered data
+    as ``mlflow.data`` inputs (context = split); ``gpu_id`` sets ``CUDA_VISIBLE_DEVICES``
+    (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
+    ``{run_id, status}``; a failed run raises one line naming the run.
+    """
+    import mlflow.projects
+    from mlflow.exceptions import ExecutionException
+
+    client, experiment, folder, params, run_id = _new_train_run(
+        project, exp, gpu_id, params, entry_point
+    )
     env_backup = {
         k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES", "PATH")
     }
@@ -385,3 +400,104 @@ def train(
             f"train run {run_id} of exp {exp} failed (status {status}); see its output above"
         )
     return {"run_id": run_id, "status": status, "folder": str(folder)}
+
+
+# -- train --cloud -----------------------------------------------------------------------------
+#: project/submitter method -> submitter kind (antgo's "custom" is the team's own script)
+CLOUD_METHODS = {"ssh": "ssh", "docker": "docker", "custom": "script", "script": "script"}
+
+
+def watch_hint(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to watch a run: its URL on a tracking server, or the ``mlflow ui`` command."""
+    from antgo_mlflow.submit.backend import redact
+
+    tracking_uri = redact(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return (
+        f"mlflow ui --backend-store-uri {tracking_uri}  (experiment {experiment_id}, run {run_id})"
+    )
+
+
+def submit_train(
+    project: str,
+    exp: str,
+    kind: str | None = None,
+    ip: str | None = None,
+    gpu_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    entry_point: str = "train",
+    on_submitted=None,
+) -> dict:
+    """``antgo train --cloud``: submit the exp's entry point through a registered submitter and wait.
+
+    ``kind`` is ssh, docker or script (default: the project's ``project/submitter`` method);
+    ``ip`` picks an SSH host (default: the selected one). The run is created and tagged as for
+    a local ``train``; the project's resource request (``gpu_num``, ``cpu_num``, ``memory`` of
+    ``project/submitter``) goes to the submitter. ``on_submitted(info)`` is called as soon as
+    the job started (``{run_id, submitter, watch}``). Ctrl-C or SIGTERM cancel the job (KILLED).
+    """
+    import mlflow
+
+    from antgo_mlflow.errors import AntgoError, ServiceError
+    from antgo_mlflow.project.settings import get_setting
+    from antgo_mlflow.submit import config as submit_config
+    from antgo_mlflow.submit.backend import TAG_HOST
+
+    setting = get_setting(project, "submitter") or {}
+    if kind is None:
+        kind = CLOUD_METHODS.get(setting.get("method", ""))
+        if kind is None:
+            raise UsageError(
+                "--cloud: choose --ssh, --docker or --script (or store one with "
+                "'antgo update project/submitter --project=... --name=ssh')"
+            )
+    fields = {"ip": ip} if ip else {}
+    submit_config.resolve(kind, fields)  # an unregistered host or a missing script: no run yet
+    config = setting.get("config") or {}
+    resources = {k: config.get(k, 0) for k in ("gpu_num", "cpu_num", "memory")}
+    client, experiment, folder, params, run_id = _new_train_run(
+        project, exp, gpu_id, params, entry_point
+    )
+    env = {ENV_PROJECT: project, ENV_EXP: exp}
+    if gpu_id is not None:
+        env["CUDA_VISIBLE_DEVICES"] = "" if str(gpu_id) == "-1" else str(gpu_id)
+    backend_config = {**fields, "run_id": run_id, "resources": resources, "env": env}
+    from antgo_mlflow import submit
+    from antgo_mlflow.submit.backend import wait_in_foreground
+
+    builders = {
+        "ssh": submit.ssh_backend,
+        "docker": submit.docker_backend,
+        "script": submit.script_backend,
+    }
+    tracking_uri = mlflow.get_tracking_uri()
+    try:
+        job = builders[kind]().run(
+            str(folder),
+            entry_point,
+            params,
+            None,
+            backend_config,
+            tracking_uri,
+            experiment.experiment_id,
+        )
+    except AntgoError as exc:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FAILED")
+        raise ServiceError(str(exc)) from None
+    info = {
+        "run_id": run_id,
+        "submitter": f"{submit.BACKENDS[kind]} {client.get_run(run_id).data.tags.get(TAG_HOST, '')}",
+        "watch": watch_hint(tracking_uri, experiment.experiment_id, run_id),
+    }
+    if on_submitted is not None:
+        on_submitted(info)
+    wait_in_foreground(job)
+    status = client.get_run(run_id).info.status
+    if status != "FINISHED":
+        raise TrackingError(
+            f"train run {run_id} of exp {exp} ended {status} on {info['submitter']}; "
+            "see its output above and the logs/remote.log artifact"
+        )
+    return {**info, "status": status, "folder": str(folder)}

@@ -26,7 +26,7 @@ from antgo_mlflow.project.projects import (
 
 #: Built-in method names per setting (antgo's names); ``--config`` may name any method.
 BUILTINS: dict[str, tuple[str, ...]] = {
-    "submitter": ("local", "ssh", "custom"),
+    "submitter": ("local", "ssh", "docker", "custom"),
     "label": (),
     "semi": ("dense", "detmpl", "mpl"),
     "distillation": ("reviewkd",),
@@ -109,9 +109,15 @@ def _load_config(path: str, kind: str) -> tuple[dict, str]:
 
 
 def update_setting(
-    project: str, kind: str, config: str | None = None, name: str | None = None
+    project: str,
+    kind: str,
+    config: str | None = None,
+    name: str | None = None,
+    values: dict[str, Any] | None = None,
 ) -> dict | None:
-    """Validate and store setting ``kind`` of ``project``; both ``name`` and ``config`` empty clears it.
+    """Validate and store setting ``kind`` of ``project``; ``name``, ``config`` and ``values`` all
+    empty clears it. ``values`` (e.g. ``--gpu --cpu --memory`` of project/submitter) are laid over
+    the config file's, or over the stored setting's when neither ``name`` nor ``config`` is given.
 
     Returns the stored setting, or None after clearing.
     """
@@ -119,6 +125,11 @@ def update_setting(
     client = get_client()
     experiment = get_project(project, client)
     key = SETTINGS_PREFIX + kind
+    values = {k: v for k, v in (values or {}).items() if v is not None}
+    if values and not name and not config:
+        current = read_json_tag(experiment, key, client) or {}
+        name = current.get("method") or (BUILTINS[kind][0] if BUILTINS[kind] else None)
+        values = {**(current.get("config") or {}), **values}
     if not name and not config:
         delete_tag(client, experiment, key)
         return None
@@ -134,10 +145,11 @@ def update_setting(
     source = None
     if config:
         data, source = _load_config(config, kind)
-        if kind == "label":
-            data = validate_label(data, source)
-        elif kind == "submitter":
-            data = _validate_submitter(data, source)
+    data.update(values)
+    if kind == "label" and config:
+        data = validate_label(data, source)
+    elif kind == "submitter":
+        data = _validate_submitter(data, source or "project/submitter")
     method = name or data.get("method") or data.get("type") or "custom"
     text = json.dumps(data, sort_keys=True, default=str)
     setting = {

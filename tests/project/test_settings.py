@@ -90,3 +90,17 @@ def test_a_large_setting_is_a_settings_run_artifact(project, tmp_path):
     assert len(st.get_setting(project, "semi")["config"]["classes"]) == 800
     run = get_client().get_run(tag["$ref"].split("/")[1])
     assert run.data.tags["antgo.kind"] == "settings" and run.info.status == "FINISHED"
+
+
+def test_submitter_resources_from_flags_keep_the_method(project):
+    """antgo's `update project/submitter --gpu --cpu --memory`: the request, laid over what is stored."""
+    assert st.update_setting(project, "submitter", name="ssh")["config"] == {}
+    stored = st.update_setting(
+        project, "submitter", values={"gpu_num": 1, "cpu_num": 10, "memory": 10000}
+    )
+    assert stored["method"] == "ssh"
+    assert stored["config"] == {"gpu_num": 1, "cpu_num": 10, "memory": 10000}
+    stored = st.update_setting(project, "submitter", values={"cpu_num": 4, "gpu_num": None})
+    assert stored["config"] == {"gpu_num": 1, "cpu_num": 4, "memory": 10000}
+    with pytest.raises(AntgoError, match="gpu_num"):
+        st.update_setting(project, "submitter", values={"gpu_num": -1})
