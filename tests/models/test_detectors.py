@@ -385,13 +385,13 @@ def _confident(cfg):
 
 
 @pytest.mark.parametrize("family", ["FCOS", "RetinaNet", "FasterRCNN"])
-def test_forward_is_the_deployment_graph_of_predict_boxes(family):
+def test_forward_gives_torchvisions_own_detections(family):
     from antgo_mlflow.models.detectors.base import unpad_detections
 
     model = _confident(SWEEP[family][0])
     image = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
-        reference = model.predict_boxes(image)
+        reference = model.torchvision_predictions(image)
         detections = model(image)
     k = model.TEST_DEFAULTS["detections_per_img"]
     assert detections.shape == (3, k, 6)

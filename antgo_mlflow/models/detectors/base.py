@@ -340,7 +340,21 @@ class TorchvisionDetector(BaseModel):
 
     @torch.no_grad()
     def predict_boxes(self, image: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Detections in the pixels of ``image`` (N, C, H, W), labels as class indices."""
+        """Detections in the pixels of ``image`` (N, C, H, W), labels as class indices.
+
+        Single-stage families run ``forward`` (the whole batch in a few tensor ops; the same
+        detections as torchvision's per-image post-processing, ``torchvision_predictions``).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            return unpad_detections(self(image))
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def torchvision_predictions(self, image: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Detections from torchvision's own eval path (the reference ``forward`` must match)."""
         was_training = self.detector.training
         self.detector.eval()
         try:
@@ -387,7 +401,7 @@ class TorchvisionDetector(BaseModel):
 
         Each row is ``x0, y0, x1, y1, score, label`` in the pixels of ``image``, best first;
         unused rows have label -1 (K = ``detections_per_img``). They are the detections of
-        ``predict_boxes`` (torchvision's post-processing, re-written in batch tensor ops), so an
+        torchvision's post-processing (``torchvision_predictions``), re-written in batch tensor ops, so an
         ONNX export keeps NMS in the graph and a dynamic batch axis, and MLflow's pyfunc gets
         one tensor. ``unpad_detections`` turns it back into prediction dicts.
         """

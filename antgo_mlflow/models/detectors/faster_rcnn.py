@@ -93,11 +93,15 @@ class FasterRCNN(TorchvisionDetector):
             box_detections_per_img=int(test["detections_per_img"]),
         )
 
+    def predict_boxes(self, image: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """torchvision's two-stage eval path (see ``TorchvisionDetector.predict_boxes``)."""
+        return self.torchvision_predictions(image)
+
     def forward(self, image: torch.Tensor, **kwargs) -> torch.Tensor:
         """``TorchvisionDetector.forward``'s ``detections``, image by image: the RoI stage takes
         a list of per-image proposals, so an exported graph has a fixed batch size."""
         return pad_detections(
-            self.predict_boxes(image), int(self.detector.roi_heads.detections_per_img)
+            self.torchvision_predictions(image), int(self.detector.roi_heads.detections_per_img)
         )
 
     def adapt_targets(self, targets: list[dict]) -> list[dict]:
