@@ -2,10 +2,10 @@
 
 1,500 images of 128x128 pixels are drawn once, deterministically, with NumPy only: a textured
 background (a smooth two-colour blend, oriented stripes and pixel noise), then 0-4 shapes of
-random class, size (14-56 px), rotation, colour (kept apart from the background) and position.
-Shapes may overlap each other (at most 30% of either one's area) and be cut by the image edge
-(at least 60% of a shape stays inside); about 5% of the images hold no shape at all, as
-negatives. Each box is the tight xyxy box of the shape's pixels inside the image.
+random class, size (about 16-52 px), aspect (0.6-1.6), rotation, colour (kept apart from the
+background) and position. Shapes may overlap each other (at most 25% of either one's area) and be
+cut by the image edge (at least 75% of a shape stays inside); about 5% of the images hold no
+shape at all, as negatives. Each box is the tight xyxy box of the shape's pixels inside the image.
 
 The images are written as JPEG (quality 90) with standard GT JSON per split (``tag`` = split,
 ``box_visibility`` 1), ``meta.json`` naming the three classes, and one TFRecord shard per split,
@@ -46,13 +46,15 @@ TEST_FRACTION = 0.2
 SEED = 20241201
 MAX_SHAPES = 4
 NEGATIVE_FRACTION = 0.05
-HALF_SIZE = (7.0, 28.0)  # half width/height of a shape, pixels
-MAX_OVERLAP = 0.3  # of either shape's area
-MIN_INSIDE = 0.6  # of a shape's area inside the image
-MIN_COLOUR_DISTANCE = 90.0  # L1 distance in RGB between a shape and the background under it
+HALF_SIZE = (8.0, 26.0)  # a shape's mean half size, pixels
+ASPECT = (0.6, 1.6)  # its width / height
+MAX_OVERLAP = 0.25  # of either shape's area
+MIN_INSIDE = 0.75  # of a shape's area inside the image
+MIN_COLOUR_DISTANCE = 120.0  # L1 distance in RGB between a shape and the background under it
 JPEG_QUALITY = 90
-NOISE_SIGMA = (3.0, 12.0)  # background pixel noise, drawn per image
-STRIPES = (0.6, 0.04, 0.2)  # largest stripe weight in the blend, stripe frequency range (1/px)
+NOISE_SIGMA = (2.0, 6.0)  # background pixel noise, drawn per image
+STRIPES = (0.4, 0.03, 0.12)  # largest stripe weight in the blend, stripe frequency range (1/px)
+TRIANGLE_JITTER = 0.2  # radians each vertex may move from 120 degrees apart
 
 
 def _params(num_images: int) -> dict:
@@ -68,6 +70,8 @@ def _params(num_images: int) -> dict:
         "max_shapes": MAX_SHAPES,
         "negatives": NEGATIVE_FRACTION,
         "half_size": list(HALF_SIZE),
+        "aspect": list(ASPECT),
+        "triangle_jitter": TRIANGLE_JITTER,
         "overlap": MAX_OVERLAP,
         "inside": MIN_INSIDE,
         "colour": MIN_COLOUR_DISTANCE,
@@ -132,7 +136,8 @@ def _shape_mask(
         return (u / hw) ** 2 + (v / hh) ** 2 <= 1.0
     # triangle: three vertices on the ellipse (hw, hh), about 120 degrees apart
     base = rng.uniform(0, 2 * math.pi)
-    angles = base + np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]) + rng.uniform(-0.35, 0.35, 3)
+    jitter = rng.uniform(-TRIANGLE_JITTER, TRIANGLE_JITTER, 3)
+    angles = base + np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]) + jitter
     px, py = hw * np.cos(angles), hh * np.sin(angles)
     inside = np.ones_like(u, dtype=bool)
     sign = np.sign((px[1] - px[0]) * (py[2] - py[0]) - (py[1] - py[0]) * (px[2] - px[0]))
@@ -162,7 +167,9 @@ def draw_image(index: int, size: int = IMAGE_SIZE) -> tuple[np.ndarray, list, li
     for _ in range(count):
         for _attempt in range(30):
             kind = int(rng.integers(0, len(CLASS_NAMES)))
-            hw, hh = rng.uniform(*HALF_SIZE, 2)
+            half = rng.uniform(*HALF_SIZE)
+            aspect = math.sqrt(rng.uniform(*ASPECT))
+            hw, hh = half * aspect, half / aspect
             if kind == 0:
                 angle = rng.uniform(-0.35, 0.35)
             else:
