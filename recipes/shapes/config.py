@@ -11,6 +11,7 @@ _shapes = prepare_shapes()
 _meta = str(_shapes.root / "meta.json")
 
 seed = 0
+task = "detection"  # what inference/ loads the trained model as (boxes, not class scores)
 
 model = dict(
     type="FCOS",

@@ -172,6 +172,8 @@ class TorchvisionDetector(BaseModel):
         train_cfg: accepted for antgo/mmdet configs; training settings live in ``head``.
     """
 
+    #: The predictor task inference/ loads this model as (``antgo.task`` in exported metadata).
+    task = "detection"
     #: The family's head settings and their defaults (subclasses override).
     HEAD_DEFAULTS: dict[str, Any] = {}
     #: Post-processing settings and their defaults (subclasses override).
