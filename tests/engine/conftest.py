@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,36 @@ def subprocess_env() -> dict:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+TRAIN_SCRIPT = (
+    "import sys\n"
+    "from antgo_mlflow.engine.launch import run_from_config\n"
+    "print('RUN', run_from_config(sys.argv[1], work_dir=sys.argv[2]), flush=True)\n"
+)
+
+
+@pytest.fixture
+def sigterm_training(subprocess_env, python):
+    """``sigterm_training(config, work_dir, marker)``: train ``config`` in a subprocess, send it
+    SIGTERM once ``marker`` is in ``work_dir/train.log``; returns ``(returncode, stderr)``."""
+
+    def run(config: Path, work: Path, marker: str) -> tuple[int, str]:
+        proc = subprocess.Popen(
+            [python, "-c", TRAIN_SCRIPT, str(config), str(work)],
+            env=subprocess_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        log = work / "train.log"
+        deadline = time.time() + 120
+        while not (log.is_file() and marker in log.read_text()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "training did not start"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+
+    return run

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -22,12 +19,6 @@ from antgo_mlflow.engine.checkpoint import (
 from antgo_mlflow.engine.launch import run_from_config
 from antgo_mlflow.errors import ConfigError
 from tests.engine.toys import EngineTinyNet
-
-TRAIN_SCRIPT = (
-    "import sys\n"
-    "from antgo_mlflow.engine.launch import run_from_config\n"
-    "print('RUN', run_from_config(sys.argv[1], work_dir=sys.argv[2]), flush=True)\n"
-)
 
 
 def _steps(run_id, key):
@@ -129,7 +120,7 @@ def test_interrupted_run_resumes_into_the_same_run_and_matches_an_uninterrupted_
 
 
 def test_sigterm_mid_epoch_saves_latest_and_marks_killed_then_resume_continues(
-    make_config, tmp_path, subprocess_env, python
+    make_config, tmp_path, sigterm_training
 ):
     slow = make_config(
         max_epochs="3",
@@ -140,22 +131,8 @@ def test_sigterm_mid_epoch_saves_latest_and_marks_killed_then_resume_continues(
         evaluation=None,
     )
     work = tmp_path / "w"
-    proc = subprocess.Popen(
-        [python, "-c", TRAIN_SCRIPT, str(slow), str(work)],
-        env=subprocess_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    log = work / "train.log"
-    deadline = time.time() + 120
-    while not (log.is_file() and "Epoch [1/3][2/8]" in log.read_text()):
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "training did not start"
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    returncode, err = sigterm_training(slow, work, "Epoch [1/3][2/8]")
+    assert returncode != 0
     assert "interrupted: saved" in err
     meta = load_checkpoint(work / "latest.pth")["meta"]
     assert meta["epoch"] == 0 and 2 <= meta["inner_iter"] < 8

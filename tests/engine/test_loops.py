@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -15,12 +12,6 @@ from antgo_mlflow.engine.checkpoint import load_checkpoint
 from antgo_mlflow.engine.launch import run_from_config
 from antgo_mlflow.errors import AntgoError
 from tests.engine import toys
-
-TRAIN_SCRIPT = (
-    "import sys\n"
-    "from antgo_mlflow.engine.launch import run_from_config\n"
-    "print('RUN', run_from_config(sys.argv[1], work_dir=sys.argv[2]), flush=True)\n"
-)
 
 
 def _steps(run_id, key):
@@ -87,26 +78,12 @@ def test_an_interrupted_two_source_run_resumes_to_the_same_weights(make_config, 
 
 
 def test_sigterm_stops_a_two_source_run_and_resume_continues_the_same_run(
-    make_config, toy_npz, tmp_path, subprocess_env, python
+    make_config, toy_npz, tmp_path, sigterm_training
 ):
     cfg = _two_source_config(make_config, toy_npz, delay=0.02, evaluation=None)
     work = tmp_path / "w"
-    proc = subprocess.Popen(
-        [python, "-c", TRAIN_SCRIPT, str(cfg), str(work)],
-        env=subprocess_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    log = work / "train.log"
-    deadline = time.time() + 120
-    while not (log.is_file() and "Epoch [1/2][2/8]" in log.read_text()):
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "training did not start"
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "interrupted: saved" in err
+    returncode, err = sigterm_training(cfg, work, "Epoch [1/2][2/8]")
+    assert returncode != 0 and "interrupted: saved" in err
     meta = load_checkpoint(work / "latest.pth")["meta"]
     run_id = meta["mlflow_run_id"]
     assert MlflowClient().get_run(run_id).info.status == "KILLED"

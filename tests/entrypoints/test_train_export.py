@@ -52,6 +52,18 @@ def test_train_logs_a_finished_run_with_test_metrics_checkpoint_and_model(use_tr
     assert "antgo-train: test (best.pth): top_1=" in use_trained_store.stderr
 
 
+def test_checkpoints_record_the_config_as_plain_data_not_code(use_trained_store):
+    import json
+
+    import torch
+
+    ckpt = torch.load(use_trained_store.work_dir / "best.pth", weights_only=True)
+    data = ckpt["meta"]["config_dict"]
+    assert "config" not in ckpt["meta"]  # no config text: nothing a loader could execute
+    assert data["model"]["type"] == "ImageClassifier"
+    assert json.loads(json.dumps(data)) == data  # JSON-safe
+
+
 def test_export_from_run_id_checks_parity_and_logs_onnx_to_a_child_run(use_trained_store, tmp_path):
     import mlflow
     import onnxruntime as ort
@@ -81,6 +93,9 @@ def test_export_from_run_id_checks_parity_and_logs_onnx_to_a_child_run(use_train
     model = mlflow.models.get_model_info(f"runs:/{child.info.run_id}/onnx_model")
     assert "onnx" in model.flavors
     assert tuple(model.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
+    # what the loader reads back: the training preprocessing
+    assert model.metadata["antgo.preprocess"]["size"] == [32, 32]
+    assert len(model.metadata["antgo.preprocess"]["mean"]) == 3
 
 
 def test_export_from_checkpoint_with_static_batch_and_old_opset(use_trained_store, tmp_path):
@@ -131,6 +146,8 @@ def test_export_of_a_run_without_checkpoint_is_one_line(use_trained_store, tmp_p
         (["--checkpoint", "missing.pth"], ["--checkpoint", "not found"]),
         (["--checkpoint", "x.pth", "--opset", "99"], ["--opset"]),
         (["--checkpoint", "x.pth", "--dynamic-batch", "maybe"], ["--dynamic-batch"]),
+        (["--checkpoint", "x.pth", "--output", "."], ["--output", "is a folder"]),
+        (["--checkpoint", "x.pth", "--trust-checkpoint-config", "perhaps"], ["--trust-"]),
     ],
 )
 def test_export_parameter_errors_are_one_line(args, fragments, tmp_path):
