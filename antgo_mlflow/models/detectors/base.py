@@ -397,6 +397,16 @@ class TorchvisionDetector(BaseModel):
     #: What ``forward`` returns (the ONNX output name) and the meaning of its last axis.
     OUTPUT_NAME = "detections"
     OUTPUT_COLUMNS = ("x0", "y0", "x1", "y1", "score", "label")
+    #: ONNX Runtime vs PyTorch: the largest box/score difference allowed after matching.
+    EXPORT_ATOL = 1e-3
+
+    def output_difference(self, reference, other) -> float:
+        """How far two ``detections`` outputs are apart (``detection_difference``, matched rows)."""
+        det = self.detector
+        thresh = getattr(det, "score_thresh", None)  # Faster R-CNN keeps it in its RoI heads
+        if thresh is None:
+            thresh = getattr(getattr(det, "roi_heads", None), "score_thresh", 0.0)
+        return detection_difference(reference, other, float(thresh), self.EXPORT_ATOL)
 
     def forward(self, image: torch.Tensor, **kwargs) -> torch.Tensor:
         """The deployment graph: ``detections`` (N, K, 6) for a batch tensor (N, C, H, W).
