@@ -6,8 +6,11 @@ folder; the shapes cache is built before the first run so every run finds it rea
 run: wall time, the test mAP50 / mAP of the best checkpoint, and mAP50 against time (the
 validation points, seconds since the run started).
 
-Run: .venv/bin/python benchmarks/bench_shapes_recipe.py [--seeds 0 1 2] [--quick]
-(--quick: one seed, 1 epoch -- a smoke run of the benchmark, not the goal).
+Run: .venv/bin/python benchmarks/bench_shapes_recipe.py [--seeds 0 1 2] [--quick] [--results F]
+(--quick: one seed, 1 epoch -- a smoke run of the benchmark, not the goal). With ``--results``
+each finished seed is appended to the JSON file F and seeds already there are not run again, so
+the seeds can be run one per invocation (``--seeds 0``, then ``--seeds 1`` ...) and the last
+invocation prints the table of all of them.
 Quote the figures only when measured under ``flock /work/wt/cpu.lock`` with ``uptime``'s load.
 """
 
@@ -69,6 +72,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="one seed, one epoch (smoke run)")
+    parser.add_argument("--results", default="", help="JSON file to resume from and append to")
     args = parser.parse_args(argv)
     extra = []
     if args.quick:
@@ -80,11 +84,19 @@ def main(argv=None) -> int:
     from antgo_mlflow.data.sources.shapes import prepare_shapes
 
     prepare_shapes()  # the cache, once (not part of a run's time)
-    results = []
+    import json
+
+    saved = Path(args.results) if args.results else None
+    results = json.loads(saved.read_text()) if saved and saved.is_file() else []
+    done = {r["seed"] for r in results}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
+            if seed in done:
+                continue
             r = run_once(seed, Path(tmp), extra)
             results.append(r)
+            if saved:
+                saved.write_text(json.dumps(results, indent=1))
             points = "  ".join(f"{t:.0f}s:{v:.3f}" for t, v in r["curve"])
             print(f"seed {seed}: wall {r['wall']:.1f} s  test mAP50 {r['mAP50']:.3f}  mAP {r['mAP']:.3f}  "
                   f"val mAP50 vs time: {points}", flush=True)  # fmt: skip
