@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from antgo_mlflow import env
 from antgo_mlflow.fileio import TMP_PREFIX
 
 READY_FILE = "ready.json"
@@ -34,15 +35,15 @@ def remove_stale(base: Path, age_s: float = 3600.0) -> None:
 @contextlib.contextmanager
 def no_progress() -> Iterator[None]:
     """Progress bars off while a one-off build runs (one line is printed instead)."""
-    old = os.environ.get("ANTGO_PROGRESS")
-    os.environ["ANTGO_PROGRESS"] = "0"
+    old = os.environ.get(env.ANTGO_PROGRESS)
+    os.environ[env.ANTGO_PROGRESS] = "0"
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("ANTGO_PROGRESS", None)
+            os.environ.pop(env.ANTGO_PROGRESS, None)
         else:
-            os.environ["ANTGO_PROGRESS"] = old
+            os.environ[env.ANTGO_PROGRESS] = old
 
 
 def build_once(
