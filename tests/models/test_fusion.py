@@ -77,3 +77,12 @@ def test_image_certainty_and_the_confident_uncertain_split():
     }
     unsure = fuse_for_pseudo_labels([a], ["a"], threshold=0.7)  # 0.5 alone: ambiguous
     assert not unsure["confident"] and unsure["labels"] == [0]
+
+
+def test_boxes_without_area_are_left_out():
+    """A zero-width box (clipped to an image edge) would not even overlap its own copy."""
+    flat = {"bboxes": [[0, 0, 0, 10], [5, 5, 15, 15]], "scores": [0.9, 0.6], "labels": [0, 0]}
+    boxes, scores, labels = weighted_box_fusion([flat, flat], [3, 1])
+    assert boxes.tolist() == [pytest.approx([5, 5, 15, 15])]
+    assert labels.tolist() == [0]
+    assert scores.tolist() == pytest.approx([0.6])

@@ -7,7 +7,8 @@ numba and pandas for a loop over Python lists; this is ~40 lines of tensor ops i
 The rule (Solovyev et al.'s WBF, "avg" confidence, with one documented difference):
 
 * model ``m`` has weight ``w_m``; its box ``b`` with score ``s_b`` has weight ``ws_b = w_m * s_b``;
-  boxes scoring below ``skip_score`` are left out;
+  boxes scoring below ``skip_score``, and boxes without area (a detector's box clipped to an
+  image edge), are left out;
 * clusters are formed per class in decreasing ``ws`` order, NMS-style: the best remaining box
   opens a cluster and every box with IoU > ``iou_thr`` with it (same class) joins it. The
   original compares each box with the cluster's running fused box instead; the two agree
@@ -59,7 +60,8 @@ def weighted_box_fusion(
         b = torch.as_tensor(pred["bboxes"], dtype=torch.float32).reshape(-1, 4)
         s = torch.as_tensor(pred["scores"], dtype=torch.float32).reshape(-1)
         lab = torch.as_tensor(pred["labels"], dtype=torch.int64).reshape(-1)
-        keep = s >= skip_score
+        # a box without area overlaps nothing (IoU 0/0), not even its copies: it is no object
+        keep = (s >= skip_score) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         boxes.append(b[keep])
         ws.append(s[keep] * float(weight))
         labels.append(lab[keep])
