@@ -239,6 +239,7 @@ METRICS = Registry(
 )
 OPTIMIZERS = Registry("optimizer", locations=("antgo_mlflow.engine.optim",))
 SCHEDULERS = Registry("scheduler", locations=("antgo_mlflow.engine.optim",))
+ACQUISITIONS = Registry("acquisition", locations=("antgo_mlflow.active.strategies",))
 LOOPS = Registry("loop", locations=("antgo_mlflow.engine.loops",))
 SAMPLERS = Registry("sampler", locations=("antgo_mlflow.data.samplers",))
 COLLATE = Registry("collate function", locations=("antgo_mlflow.data.collate",))
@@ -252,6 +253,7 @@ ROOT_REGISTRIES = {
     "METRICS": METRICS,
     "OPTIMIZERS": OPTIMIZERS,
     "SCHEDULERS": SCHEDULERS,
+    "ACQUISITIONS": ACQUISITIONS,
     "LOOPS": LOOPS,
     "SAMPLERS": SAMPLERS,
     "COLLATE": COLLATE,
