@@ -8,6 +8,7 @@ an error leaves ``tgt`` as it was.
 
 Example:
     >>> create_mvp("mycls", tgt="./work")   # ./work/mycls/main.py, ./work/MLproject, ...
+    >>> create_mvp("mydet", tgt="./work", task="detection")
 """
 
 from __future__ import annotations
@@ -49,19 +50,40 @@ def _walk(node: Traversable, rel: Path):
             yield child, rel / child.name
 
 
-def plan(name: str, recipe: str = "cifar10") -> list[tuple[Traversable, Path]]:
+#: ``--task`` -> files of other recipes that replace the template's (source under ``recipes/``
+#: -> path in the scaffold, ``{name}`` = the experiment name): the detection scaffold trains the
+#: shapes recipe's config, so the repository's default detector and the scaffold's are one file.
+TASKS: dict[str, dict[str, str]] = {
+    "classification": {},
+    "detection": {"shapes/config.py": "{name}/configs/config.py", "shapes/README.md": "README.md"},
+}
+
+
+def _files(folder: Traversable, code_dir: str, name: str) -> list[tuple[Traversable, Path]]:
+    out = []
+    for src, rel in _walk(folder, Path()):
+        parts = rel.parts
+        if parts[0] == code_dir and len(parts) > 1:  # the code folder is renamed to the exp name
+            rel = Path(name, *parts[1:])
+        out.append((src, rel))
+    return out
+
+
+def plan(
+    name: str, recipe: str = "cifar10", task: str = "classification"
+) -> list[tuple[Traversable, Path]]:
     """(template file, path relative to tgt) pairs the scaffold writes."""
     template = recipes_root() / recipe
     if not (template.is_dir() and (template / "MLproject").is_file()):
         choices = ", ".join(list_recipes()) or "none installed"
         raise UsageError(f"--recipe {recipe!r}: no such template (available: {choices})")
-    out = []
-    for src, rel in _walk(template, Path()):
-        parts = rel.parts
-        if parts[0] == recipe and len(parts) > 1:  # the code folder is renamed to the exp name
-            rel = Path(name, *parts[1:])
-        out.append((src, rel))
-    return out
+    if task not in TASKS:
+        raise UsageError(f"--task={task}: expected one of {', '.join(TASKS)}")
+    files = {rel: src for src, rel in _files(template, recipe, name)}
+    for source, target in TASKS[task].items():
+        src = recipes_root().joinpath(*source.split("/"))
+        files[Path(target.format(name=name))] = src
+    return [(src, rel) for rel, src in sorted(files.items())]
 
 
 def check_name(name: str) -> None:
@@ -77,8 +99,12 @@ def create_mvp(
     tgt: str | os.PathLike = ".",
     force: bool = False,
     recipe: str = "cifar10",
+    task: str = "classification",
 ) -> Path:
     """Write the ``recipe`` template as experiment ``name`` into ``tgt``; return ``tgt/<name>``.
+
+    ``task='detection'`` swaps in the shapes recipe's config (an FCOS on the embedded shapes) and
+    its README (``TASKS``); the layout, ``main.py`` and the MLproject stay the same.
 
     Raises UsageError (one line) if ``tgt/<name>`` or a top-level file exists, unless ``force``.
     """
@@ -88,7 +114,7 @@ def create_mvp(
     tgt = Path(tgt).expanduser()
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt {tgt}: not a folder")
-    files_to_write = plan(name, recipe)
+    files_to_write = plan(name, recipe, task)
     if not force:
         if (tgt / name).exists():
             raise UsageError(f"{tgt / name} already exists; pass --force to overwrite it")
