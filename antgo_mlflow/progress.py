@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import TypeVar
+
+from antgo_mlflow import env
 
 T = TypeVar("T")
 
@@ -13,7 +14,7 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", un
     """Wrap ``iterable`` in a tqdm bar unless disabled by ``ANTGO_PROGRESS=0``."""
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("ANTGO_PROGRESS", "1") == "0"
+    disable = not env.progress_enabled()
     return tqdm(
         iterable,
         total=total,

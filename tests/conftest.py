@@ -73,11 +73,9 @@ def run_antgo():
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    import socket
+    from antgo_mlflow.review.browser import free_port as pick
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return pick()
 
 
 @pytest.fixture(scope="session")

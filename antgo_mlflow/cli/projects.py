@@ -10,10 +10,11 @@ import json
 import click
 
 from antgo_mlflow.errors import UsageError
+from antgo_mlflow.project.data_registry import SPLITS as DATA_SPLITS
+from antgo_mlflow.project.roles import ROLES
+from antgo_mlflow.project.settings import KINDS as SETTING_KINDS
 
-DATA_SPLITS = ("train/label", "train/unlabel", "val", "test")
-ROLE_NAMES = ("product", "expert", "baseline")
-SETTING_KINDS = ("submitter", "label", "semi", "distillation", "activelearning")
+ROLE_NAMES = tuple(ROLES)
 
 
 def _run(fn, *args, **kwargs):
@@ -187,7 +188,7 @@ def _make_add_role(role: str):
             _run(add_role, project, role, exp, run_id, note=note, keep_champion=keep_champion)
         )
 
-    alias = {"product": "production", "expert": "champion", "baseline": "staging"}[role]
+    alias = ROLES[role].alias
     id_hint = "[--id=<run id>]" if role == "product" else "--id=<run id>"
     cmd.__doc__ = (
         f"Register the run's model (or reuse its version) and make it the {role} (alias {alias}).\n\n"

@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from antgo_mlflow import env
 from antgo_mlflow.engine.hooks.base import Hook
 from antgo_mlflow.errors import TrackingError
 from antgo_mlflow.registry import HOOKS
@@ -40,7 +41,7 @@ PARAM_KEY_LIMIT = 250
 BATCH_PARAMS = 100
 MAX_METRICS = 900  # MLflow accepts up to 1000 metrics per log_batch
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
-RUN_ID_FILE_ENV = "ANTGO_RUN_ID_FILE"  # set by the DDP launcher: rank 0 writes the run id there
+RUN_ID_FILE_ENV = env.ANTGO_RUN_ID_FILE  # set by the DDP launcher: rank 0 writes the run id there
 _DATA_PATH_KEYS = (
     "data_path_list",
     "data_path",
@@ -328,10 +329,10 @@ class MlflowLoggerHook(Hook):
 
         self._heartbeat, self._logged_until = take_over(client, self.run_id, resumed)
         client.update_run(self.run_id, status="RUNNING")
-        if os.environ.get(RUN_ID_FILE_ENV):
+        if run_id_file := env.text(RUN_ID_FILE_ENV):
             from antgo_mlflow.fileio import atomic_write_text
 
-            atomic_write_text(os.environ[RUN_ID_FILE_ENV], self.run_id)
+            atomic_write_text(run_id_file, self.run_id)
 
         tags = {
             "antgo.exp": runner.exp_name,
