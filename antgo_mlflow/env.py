@@ -26,6 +26,9 @@ ANTGO_ERROR_FILE = "ANTGO_ERROR_FILE"
 #: host means the run's owner is gone (default 300).
 ANTGO_HEARTBEAT_S = "ANTGO_HEARTBEAT_S"
 ANTGO_HEARTBEAT_TIMEOUT_S = "ANTGO_HEARTBEAT_TIMEOUT_S"
+#: The Optuna storage URL of `antgo hpo` worker processes (set by the study process, never on a
+#: command line: it may hold a password).
+ANTGO_HPO_STORAGE = "ANTGO_HPO_STORAGE"
 #: The Label Studio virtualenv (default ~/.cache/antgo-mlflow/label-studio-venv).
 ANTGO_LABEL_STUDIO_VENV = "ANTGO_LABEL_STUDIO_VENV"
 #: Annotator passwords, ``name:password`` lines (a 0600 file via --white-users-file is preferred).
