@@ -6,6 +6,11 @@ Example:
     >>> cfg.optimizer.lr
     0.1
     >>> cfg.dump("used_config.py")  # reloads to an equal config
+    >>> Config.from_data(config_to_data(cfg)) == cfg  # plain data: what checkpoints record
+    True
+
+A Python config file is code: ``fromfile`` executes it (as mmengine does), so load only configs
+you trust. Checkpoints record the resolved config as plain data instead (``config_to_data``).
 """
 
 from __future__ import annotations
@@ -167,6 +172,20 @@ class Config(ConfigDict):
         path = Path(path).expanduser().resolve()
         return cls(_read_file(path, ()), filename=str(path))
 
+    @classmethod
+    def from_data(cls, data: Any, where: str = "config") -> Config:
+        """A Config from plain data (what :func:`config_to_data` made); nothing is executed.
+
+        ConfigError naming ``where`` if ``data`` is not a dict of plain values.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a dict of config keys, got {type(data).__name__}")
+        try:
+            plain = _plain(data, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return cls(plain, filename=None)
+
     def __deepcopy__(self, memo):
         return Config({k: copy.deepcopy(v, memo) for k, v in self.items()}, self.filename)
 
@@ -254,6 +273,11 @@ class Config(ConfigDict):
             lines.append(f"{key} = {pprint.pformat(value, indent=1, width=100, sort_dicts=False)}")
         return "\n".join(lines) + "\n"
 
+    def to_data(self) -> dict | None:
+        """The config as plain JSON-safe data, or None if part of it is not data (see
+        :func:`config_to_data`): what a checkpoint records, so loading it runs no code."""
+        return config_to_data(self)
+
     def dump(self, path: str | os.PathLike) -> None:
         """Write the config as a ``.py`` file (atomically)."""
         from antgo_mlflow.fileio import atomic_write_text
@@ -299,6 +323,43 @@ class Config(ConfigDict):
 
     def __repr__(self) -> str:
         return f"Config({self.filename!r}, keys={list(self)})"
+
+
+def config_to_data(cfg: Mapping[str, Any], strict: bool = False) -> dict | None:
+    """The config as plain JSON-safe data (str keys; dicts, lists, str, int, float, bool, None).
+
+    This is what a checkpoint records (``meta["config_dict"]``): data rebuilds the model with
+    :meth:`Config.from_data` and, unlike config text, never runs as code. Tuples become lists.
+
+    Args:
+        cfg: a Config or any mapping.
+        strict: raise ConfigError naming the first value that is not plain data (a class, a
+            function, a non-string key); by default return None for such a config.
+
+    Returns:
+        the plain dict, or None (``strict=False``) when part of the config is not data.
+    """
+    try:
+        return _plain(cfg, "")
+    except ConfigError:
+        if strict:
+            raise
+        return None
+
+
+def _plain(value: Any, where: str) -> Any:
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where or 'config'}: key {key!r} is not a string")
+            out[key] = _plain(item, f"{where}.{key}" if where else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}.{i}") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ConfigError(f"{where}: {type(value).__name__} value is not plain data")
 
 
 def _normalise(value: Any) -> Any:

@@ -7,12 +7,19 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 TMP_PREFIX = ".antgo-tmp-"
+#: Inside a staging folder: the owner record (``antgo_mlflow.owner``) of the process using it.
+OWNER_FILE = ".antgo-owner.json"
+#: Inside a staging folder: a commit in progress that must be finished, never discarded.
+JOURNAL_FILE = "commit.json"
+#: A temporary whose owner cannot be checked (another host, no record) is stale after this.
+STALE_AGE_S = 24 * 3600
 
 
 def _default_mode() -> int:
@@ -69,6 +76,10 @@ def read_json(
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise error(f"{path}: not UTF-8 text (is it a JSON file?)") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder (expected a file with {expected})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not text.strip():
         raise error(f"{path}: empty file (expected {expected})")
     try:
@@ -78,6 +89,8 @@ def read_json(
             raise error(
                 f"{path}:{exc.lineno}:{exc.colno}: invalid or truncated JSON: {exc.msg}"
             ) from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply (expected {expected})") from None
     values = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -85,6 +98,8 @@ def read_json(
                 values.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise error(f"{path}:{lineno}: invalid JSON line: {exc.msg}") from None
+            except RecursionError:
+                raise error(f"{path}:{lineno}: JSON nested too deeply") from None
     return values
 
 
@@ -111,22 +126,34 @@ class StagingDir:
 
     Use as a context manager: on success ``commit()`` moves every staged file to the same
     relative path under ``target`` (files moved last win, so write the index file last);
-    on error or Ctrl-C the staging folder is deleted and ``target`` is left as it was.
+    on error, Ctrl-C or SIGTERM the staging folder is deleted and ``target`` is left as it was
+    (folders this run created are removed again). The folder records its owner, so the next run
+    into the same ``target`` removes it if this process was killed (``remove_stale_temporaries``).
     """
 
     def __init__(self, target: str | os.PathLike):
         self.target = Path(target)
         self.path = self.target / f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
-        self._created_target = False
+        self._created: Path | None = None
 
     def __enter__(self) -> StagingDir:
-        self._created_target = not self.target.exists()
-        self.path.mkdir(parents=True)
+        self._created = make_output_dir(self.target)
+        remove_stale_temporaries(self.target)
+        try:
+            self.path.mkdir()
+            write_owner(self.path)
+        except OSError as exc:
+            self._remove_created()
+            raise _output_error(self.target, exc) from None
         return self
 
     def commit(self, last: list[str] | tuple[str, ...] = ()) -> None:
         """Move staged files into ``target``; names in ``last`` (relative paths) move at the end."""
-        staged = [p for p in sorted(self.path.rglob("*")) if p.is_file()]
+        staged = [
+            p
+            for p in sorted(self.path.rglob("*"))
+            if p.is_file() and p.relative_to(self.path).as_posix() != OWNER_FILE
+        ]
         last_set = {str(Path(name)) for name in last}
         ordered = [p for p in staged if str(p.relative_to(self.path)) not in last_set]
         ordered += [p for p in staged if str(p.relative_to(self.path)) in last_set]
@@ -136,18 +163,109 @@ class StagingDir:
             os.replace(src, dst)
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def _remove_created(self) -> None:
+        # Only folders this run created, deepest first, and only while empty.
+        if self._created is None:
+            return
+        for folder in (self.target, *self.target.parents):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            if folder == self._created:
+                break
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
-        if exc_type is not None and self._created_target:
-            with contextlib.suppress(OSError):
-                self.target.rmdir()  # only if still empty
+        if exc_type is not None:
+            self._remove_created()
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete leftovers of interrupted atomic writes in ``folder``; return how many were removed."""
+def _output_error(target: Path, exc: OSError):
+    from antgo_mlflow.errors import DataError
+
+    for folder in (target, *target.parents):
+        if folder.exists() and not folder.is_dir():
+            return DataError(f"{target}: cannot create the output folder: {folder} is a file")
+    return DataError(f"{target}: cannot write the output folder ({exc.strerror or exc})")
+
+
+def make_output_dir(target: str | os.PathLike) -> Path | None:
+    """Create ``target`` (and missing parents); return the topmost folder created, None if it existed.
+
+    Raises DataError naming ``target`` (not a temporary inside it) when a parent is a file or
+    the file system refuses the write (read-only, no permission).
+    """
+    target = Path(target)
+    if target.is_dir():
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise _output_error(target, PermissionError(13, "permission denied"))
+        return None
+    missing = None
+    for folder in (target, *target.parents):
+        if folder.exists() or str(folder) in ("", "."):
+            break
+        missing = folder
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(target, exc) from None
+    return missing
+
+
+def write_owner(folder: str | os.PathLike) -> None:
+    """Record this process as the owner of a staging ``folder``."""
+    from antgo_mlflow.owner import current_owner
+
+    (Path(folder) / OWNER_FILE).write_text(json.dumps(current_owner()), encoding="utf-8")
+
+
+def _stale(path: Path, max_age_s: float) -> bool:
+    """A temporary left by a process that is gone, or older than ``max_age_s`` when unknowable."""
+    from antgo_mlflow.owner import gone_reason, is_this_host
+
+    if path.is_dir():
+        if (path / JOURNAL_FILE).exists():
+            return False  # a commit in progress: whoever opens the target next finishes it
+        try:
+            owner = json.loads((path / OWNER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            owner = None
+        if isinstance(owner, dict) and owner.get("host"):
+            if gone_reason(owner):
+                return True
+            if is_this_host(owner):
+                return False  # its owner still runs
+    else:
+        import fcntl
+
+        try:  # a lock file some live process holds is in use, whatever its age
+            with open(path, "rb") as fh:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass
+    try:
+        return time.time() - path.stat().st_mtime > max_age_s
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, max_age_s: float = STALE_AGE_S) -> int:
+    """Delete leftovers of interrupted runs in ``folder``; return how many were removed.
+
+    A staging folder goes when its recorded owner is provably gone (same host, pid not running
+    or reused) or, when that cannot be known, once it is older than ``max_age_s``; a temporary
+    file goes once it is older than that. Folders holding a commit journal are kept.
+    """
     removed = 0
-    for p in Path(folder).glob(TMP_PREFIX + "*"):
+    try:
+        candidates = list(Path(folder).glob(TMP_PREFIX + "*"))
+    except OSError:
+        return 0
+    for p in candidates:
+        if not _stale(p, max_age_s):
+            continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:

@@ -61,7 +61,8 @@ def main() -> None:
 
     from antgo_mlflow.data.sources.digits import digits_arrays, prepare_digits
     from antgo_mlflow.export.onnx import export_onnx
-    from antgo_mlflow.semi.pseudo_label import Preprocess, pseudo_label
+    from antgo_mlflow.inference import Preprocess
+    from antgo_mlflow.inference.pseudo_label import pseudo_label
 
     model, cfg = _model()
     images, _ = digits_arrays()
@@ -88,9 +89,10 @@ def main() -> None:
             rows.append((f"model only, batch {bs}", n / t_torch, n / t_ort, ratio))
 
         # the whole job on the test split's GT (reads PNGs, preprocesses, writes JSON)
-        config_text = f"model = {cfg!r}\n"
-        ckpt = tmp / "m.pth"
-        torch.save({"meta": {"config": config_text}, "state_dict": model.state_dict()}, ckpt)
+        ckpt = tmp / "m.pth"  # the config recorded as plain data, as the Runner writes it
+        torch.save(
+            {"meta": {"config_dict": {"model": cfg}}, "state_dict": model.state_dict()}, ckpt
+        )
         gt = prepare_digits(tmp / "cache").splits["test"].gt
         count = len(__import__("json").loads(gt.read_text()))
         runs = iter(range(10**6))

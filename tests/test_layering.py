@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "antgo_mlflow"
 
 LAYERS = [
-    ("core", {"config", "registry", "errors", "gt", "fileio", "env", "progress", "__init__"}),
+    (
+        "core",
+        {"config", "registry", "errors", "gt", "fileio", "env", "progress", "credentials", "owner"}
+        | {"interrupts", "__init__"},
+    ),
     ("models, data", {"models", "data"}),
     ("tools", {"tools"}),
     ("engine", {"engine"}),

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import click
 
+from antgo_mlflow.cli.options import (
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+)
+from antgo_mlflow.cli.package import data_root_option
+
 SRC_HELP = "Input folder."
 
 
@@ -22,10 +30,17 @@ def _report(summary, what: str = "samples") -> None:
 )
 @click.option("--ext", default=None, help="Keep only these extensions, comma-separated (jpg,png).")
 @click.option("--shuffle", is_flag=True, help="Random order (see --seed) instead of sorted paths.")
-@click.option("--num", type=int, default=None, help="Write at most this many images.")
-@click.option("--max-size", type=int, default=None, help="Resize so the long side is at most this.")
+@click.option("--num", type=POSITIVE_INT, default=None, help="Write at most this many images.")
+@click.option(
+    "--max-size",
+    type=NON_NEGATIVE_INT,
+    default=None,
+    help="Resize so the long side is at most this (0: no resizing).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --shuffle.")
-@click.option("--workers", type=int, default=None, help="Processes to use [default: all cores].")
+@click.option(
+    "--workers", type=POSITIVE_INT, default=None, help="Processes to use [default: all cores]."
+)
 @click.option(
     "--label-from",
     type=click.Choice(["folder"]),
@@ -83,12 +98,17 @@ def extract_images_cmd(
 @click.option("--tgt", required=True, help="Output dataset folder (frames + annotation.json).")
 @click.option(
     "--frame-rate",
-    type=float,
+    type=POSITIVE_FLOAT,
     default=1.0,
     show_default=True,
     help="Frames kept per second of video time (antgo's value meant every Nth frame).",
 )
-@click.option("--max-size", type=int, default=None, help="Resize so the long side is at most this.")
+@click.option(
+    "--max-size",
+    type=NON_NEGATIVE_INT,
+    default=None,
+    help="Resize so the long side is at most this (0: no resizing).",
+)
 @click.option(
     "--ext",
     type=click.Choice(["jpg", "png"]),
@@ -156,13 +176,14 @@ def extract_coco_cmd(src, tgt, tags, images):
 @click.option("--tgt", required=True, help="Output dataset folder for the crops.")
 @click.option(
     "--ext-ratio",
-    type=float,
+    type=NON_NEGATIVE_FLOAT,
     default=0.3,
     show_default=True,
     help="Grow each box by this fraction of its size before cropping.",
 )
 @click.option("--square", is_flag=True, help="Make each grown box square (antgo's crops).")
-def extract_crop_cmd(src, tgt, ext_ratio, square):
+@data_root_option
+def extract_crop_cmd(src, tgt, ext_ratio, square, data_roots):
     """Crop every instance of a GT dataset into its own image (one sample per box).
 
     Each box is grown by --ext-ratio of its width and height (centred), clipped to the image
@@ -176,13 +197,13 @@ def extract_crop_cmd(src, tgt, ext_ratio, square):
     """
     from antgo_mlflow.tools.extract_crop import extract_crop
 
-    summary = extract_crop(src, tgt, ext_ratio=ext_ratio, square=square)
+    summary = extract_crop(src, tgt, ext_ratio=ext_ratio, square=square, data_roots=data_roots)
     _report(summary, "crops")
 
 
 @click.command("extract/samples")
 @click.option("--src", required=True, help="GT JSON (or folder, or .txt with one record a line).")
-@click.option("--num", type=int, required=True, help="How many samples to draw.")
+@click.option("--num", type=POSITIVE_INT, required=True, help="How many samples to draw.")
 @click.option("--tgt", default=None, help="Output folder or file [default: beside --src].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--feedback", is_flag=True, help="Print the sample keys and one sample.")

@@ -10,6 +10,8 @@ import click
 
 from antgo_mlflow import __version__
 from antgo_mlflow.cli.lazy import LazyGroup
+from antgo_mlflow.errors import one_line as _one_line
+from antgo_mlflow.errors import os_error_line
 
 # name -> ("module:attribute", short help). Modules are imported only when the command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,18 +48,28 @@ def cli(debug: bool) -> None:
     """
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI and turn known errors into one line + exit code."""
+    """Console-script entry point: run the CLI and turn known errors into one line + exit code.
+
+    SIGTERM is handled like Ctrl-C (cleanup runs, nothing half-written stays). Operating-system
+    errors (a full disk, a folder without write permission) and absurdly nested input are one
+    line and exit 2 as well; ``--debug`` (or ``ANTGO_DEBUG=1``) adds the traceback.
+    """
     from antgo_mlflow.errors import AntgoError
+    from antgo_mlflow.interrupts import Terminated, sigterm_raises
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("ANTGO_DEBUG") == "1"
+
+    def fail(message: str, code: int = 2) -> None:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"antgo: error: {_one_line(message)}", err=True)
+        sys.exit(code)
+
     try:
-        rv = cli.main(args=args, prog_name="antgo", standalone_mode=False)
+        with sigterm_raises():
+            rv = cli.main(args=args, prog_name="antgo", standalone_mode=False)
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         click.echo(f"antgo: error: {_one_line(exc.format_message())}{where}", err=True)
@@ -65,14 +77,19 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"antgo: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code if exc.exit_code else 1)
-    except (click.Abort, KeyboardInterrupt):
+    except (click.Abort, KeyboardInterrupt) as exc:
+        # click turns an interruption into Abort; SIGTERM (Terminated) stays its cause
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("antgo: terminated", err=True)
+            sys.exit(Terminated.exit_code)
         click.echo("antgo: interrupted", err=True)
         sys.exit(130)
     except AntgoError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"antgo: error: {_one_line(exc)}", err=True)
-        sys.exit(exc.exit_code)
+        fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        fail(os_error_line(exc))
+    except RecursionError:
+        fail("input nested too deeply to process")
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import click
 
+from antgo_mlflow.cli.options import POSITIVE_INT
+
+
+def data_root_option(fn):
+    """``--data-root DIR`` (repeatable): folders outside the dataset its images may be in."""
+    return click.option(
+        "--data-root",
+        "data_roots",
+        multiple=True,
+        help="A folder outside the dataset that its images may be in (repeatable; also "
+        "$ANTGO_DATA_ROOTS). Images anywhere else are refused.",
+    )(fn)
+
 
 def _options(fn):
+    fn = data_root_option(fn)
     fn = click.option(
         "--antgo-template",
         is_flag=True,
@@ -13,10 +27,17 @@ def _options(fn):
         "with its default description; makes records larger and slower to parse).",
     )(fn)
     fn = click.option(
-        "--workers", type=int, default=None, help="Reading/encoding threads [default: CPUs, max 8]."
+        "--workers",
+        type=POSITIVE_INT,
+        default=None,
+        help="Reading/encoding threads [default: CPUs, max 8].",
     )(fn)
     fn = click.option(
-        "--num", type=int, default=100000, show_default=True, help="Samples per shard."
+        "--num",
+        type=POSITIVE_INT,
+        default=100000,
+        show_default=True,
+        help="Samples per shard.",
     )(fn)
     fn = click.option("--prefix", required=True, help="Shard file name prefix.")(fn)
     fn = click.option("--tgt", required=True, help="Output folder.")(fn)
@@ -40,7 +61,7 @@ def _report(summary) -> None:
 
 @click.command("package/tfrecord")
 @_options
-def package_tfrecord_cmd(src, tgt, prefix, num, workers, antgo_template):
+def package_tfrecord_cmd(src, tgt, prefix, **options):
     """Pack standard GT into TFRecord shards (+ -index files and a manifest written last).
 
     Files: PREFIX-00000-of-0000N-tfrecord, PREFIX-00000-of-0000N-index, PREFIX-manifest.json
@@ -55,14 +76,12 @@ def package_tfrecord_cmd(src, tgt, prefix, num, workers, antgo_template):
     """
     from antgo_mlflow.tools.package_tfrecord import package_tfrecord
 
-    _report(
-        package_tfrecord(src, tgt, prefix, num=num, workers=workers, antgo_template=antgo_template)
-    )
+    _report(package_tfrecord(src, tgt, prefix, **options))
 
 
 @click.command("package/kv")
 @_options
-def package_kv_cmd(src, tgt, prefix, num, workers, antgo_template):
+def package_kv_cmd(src, tgt, prefix, **options):
     """Pack standard GT into LMDB shards (keys PREFIX-<index>, no pickle) and a manifest.
 
     Files: PREFIX-00000-of-0000N-kvrecord (one LMDB file per shard) and PREFIX-manifest.json.
@@ -73,4 +92,4 @@ def package_kv_cmd(src, tgt, prefix, num, workers, antgo_template):
     """
     from antgo_mlflow.tools.package_kv import package_kv
 
-    _report(package_kv(src, tgt, prefix, num=num, workers=workers, antgo_template=antgo_template))
+    _report(package_kv(src, tgt, prefix, **options))

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import click
 
+from antgo_mlflow.cli.options import PORT, POSITIVE_FLOAT
+
 
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _white_user_names(value: str | None) -> list[str]:
+    """``--white-users`` takes user names only: a password on a command line shows in ``ps``."""
+    from antgo_mlflow.credentials import WHITE_USERS_ENV
+    from antgo_mlflow.errors import UsageError
+
+    names = _csv(value)
+    if any(":" in n for n in names):
+        raise UsageError(
+            "--white-users: give user names only (passwords on a command line show in ps and "
+            "shell history); put name:password lines in a file only you can read (chmod 600) "
+            f"and pass --white-users-file=FILE, or set ${WHITE_USERS_ENV}"
+        )
+    return names
 
 
 @click.command("browser/images")
@@ -17,7 +34,13 @@ def _csv(value: str | None) -> list[str]:
     is_flag=True,
     help="Wait until every sample has one allowed tag; write <name>_browser.json.",
 )
-@click.option("--port", type=int, default=5151, show_default=True, help="App port on 127.0.0.1.")
+@click.option(
+    "--port",
+    type=PORT,
+    default=5151,
+    show_default=True,
+    help="App port on 127.0.0.1.",
+)
 @click.option("--no-launch", is_flag=True, help="Only load/update the FiftyOne dataset.")
 @click.option("--dataset-name", help="FiftyOne dataset name (default: antgo-<src name>).")
 @click.option(
@@ -27,7 +50,7 @@ def _csv(value: str | None) -> list[str]:
     "--white-users", help="Accepted for antgo compatibility; the FiftyOne App has no accounts."
 )
 @click.option(
-    "--timeout", type=float, default=None, help="With --feedback: give up after N seconds."
+    "--timeout", type=POSITIVE_FLOAT, default=None, help="With --feedback: give up after N seconds."
 )
 def browser_images_cmd(
     src, tags, feedback, port, no_launch, dataset_name, user_input, white_users, timeout
@@ -41,7 +64,7 @@ def browser_images_cmd(
     """
     from antgo_mlflow.review.browser import browse
 
-    if white_users:
+    if _white_user_names(white_users):
         click.echo(
             "antgo: warning: --white-users is ignored (the FiftyOne App has no accounts; it listens on "
             "127.0.0.1 only, reach it through the ssh tunnel)",
@@ -89,10 +112,8 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 
 
 @click.command("label/studio")
-@click.option("--from", "direction", flag_value="from", help="Label Studio export -> GT.")
-@click.option(
-    "--to", "direction", flag_value="to", help="GT -> Label Studio tasks (with annotations)."
-)
+@click.option("--from", "from_", is_flag=True, help="Label Studio export -> GT.")
+@click.option("--to", "to", is_flag=True, help="GT -> Label Studio tasks (with annotations).")
 @click.option("--src", required=True, help="Input JSON (export with --from, GT with --to).")
 @click.option("--tgt", default=".", show_default=True, help="Output folder.")
 @click.option("--tags", help="Class name:index pairs, e.g. lefthand:0,righthand:1.")
@@ -104,7 +125,7 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 @click.option(
     "--allow-rotation", is_flag=True, help="--from: store rotated boxes as their enclosing box."
 )
-def label_studio_cmd(direction, src, tgt, tags, prefix, allow_rotation):
+def label_studio_cmd(from_, to, src, tgt, tags, prefix, allow_rotation):
     """Convert Label Studio JSON exports to GT (--from) and back (--to).
 
     \b
@@ -115,9 +136,9 @@ def label_studio_cmd(direction, src, tgt, tags, prefix, allow_rotation):
     from antgo_mlflow.errors import UsageError
     from antgo_mlflow.tools import label_studio
 
-    if direction is None:
-        raise UsageError("label/studio: give --from or --to")
-    if direction == "from":
+    if from_ == to:
+        raise UsageError("label/studio: give one of --from or --to" + (" (not both)" if to else ""))
+    if from_:
         r = label_studio.from_studio(src, tgt, tags, prefix, allow_rotation)
         skipped = f" ({r['skipped']} tasks without annotation skipped)" if r["skipped"] else ""
         click.echo(f"{r['samples']} samples -> {r['gt']}{skipped}")
@@ -144,6 +165,9 @@ def label_merge_cmd(src, tgt, remap, to_):
 
     r = merge_gt(_csv(src), tgt, remap=remap)
     click.echo(f"{r['samples']} samples -> {r['gt']}")
+    if r.get("image_roots"):
+        roots = " ".join(f"--data-root={root}" for root in r["image_roots"])
+        click.echo(f"images stay in their source folders: pack the merged GT with {roots}")
     if r["conflicts"]:
         click.echo(
             f"antgo: warning: {len(r['conflicts'])} conflicts (first file kept), see "
@@ -163,30 +187,53 @@ def label_merge_cmd(src, tgt, remap, to_):
     default="RECT",
     show_default=True,
 )
-@click.option("--white-users", help="Annotator accounts name:password,... (never printed).")
 @click.option(
-    "--port", type=int, default=8080, show_default=True, help="Label Studio port on 127.0.0.1."
+    "--white-users",
+    help="Annotator user names, comma-separated (passwords: --white-users-file or "
+    "$ANTGO_WHITE_USERS, never on the command line).",
+)
+@click.option(
+    "--white-users-file",
+    help="A file only you can read (chmod 600) with name:password lines for the annotators.",
+)
+@click.option(
+    "--port",
+    type=PORT,
+    default=8080,
+    show_default=True,
+    help="Label Studio port on 127.0.0.1.",
 )
 @click.option("--url", help="Use a running Label Studio at this URL (with LABEL_STUDIO_API_KEY).")
 @click.option(
     "--ignore-incomplete", is_flag=True, help="Write the result without waiting for every task."
 )
-@click.option("--timeout", type=float, default=None, help="Give up waiting after N seconds.")
-def label_start_cmd(src, tgt, tags, label_type, white_users, port, url, ignore_incomplete, timeout):
+@click.option(
+    "--timeout", type=POSITIVE_FLOAT, default=None, help="Give up waiting after N seconds."
+)
+def label_start_cmd(
+    src, tgt, tags, label_type, white_users, white_users_file, port, url, ignore_incomplete, timeout
+):
     """Send samples to Label Studio, wait for the annotations, write <name>_label.json + meta.json.
 
     \b
     Example:
       antgo tool label/start --src=./ds/annotation.json --tgt=./labelled --tags=Car:0,Train:1 --type=RECT
+      antgo tool label/start --src=./ds/annotation.json --tgt=./labelled --tags=Car:0 \\
+          --white-users=alice,bob --white-users-file=~/.antgo/annotators   # chmod 600
     """
+    from antgo_mlflow.credentials import white_user_passwords
     from antgo_mlflow.review.labelling import label_start
 
+    names = _white_user_names(white_users)
+    users = (
+        white_user_passwords(names, file=white_users_file) if names or white_users_file else None
+    )
     r = label_start(
         src=src,
         tgt=tgt,
         tags=tags,
         label_type=label_type.upper(),
-        white_users=white_users,
+        white_users=users,
         port=port,
         url=url,
         ignore_incomplete=ignore_incomplete,

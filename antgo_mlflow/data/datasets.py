@@ -126,11 +126,13 @@ def _complete_set(files: list[Path], where: str) -> list[Path]:
 
 def resolve_source(entry: str, fmt: str) -> ShardSource:
     """Turn one ``data_path_list`` entry into its shard files (see the module docstring)."""
+    from antgo_mlflow.data.commit import finish_pending
     from antgo_mlflow.data.manifest import MANIFEST_SUFFIX, read_manifest, shard_files
 
     suffix = _SUFFIX[fmt]
     other = "KVDataset" if fmt == "tfrecord" else "TFDataset"
     path = Path(entry.rstrip("*") or ".").expanduser()
+    finish_pending(path if path.is_dir() else path.parent)  # never read a half-committed set
 
     def from_manifests(paths: list[Path]) -> ShardSource:
         files, counts, manifests = [], [], []

@@ -86,15 +86,29 @@ def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> Path:
     return path
 
 
+def _manifest_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        # a packer killed inside its commit: finish it (old set or new, never a mixture)
+        from antgo_mlflow.data.commit import finish_pending
+
+        if not finish_pending(path.parent, path.name[: -len(MANIFEST_SUFFIX)]):
+            raise
+        return path.read_text(encoding="utf-8")
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check a manifest (a ``-manifest.json`` path or a shard prefix path)."""
     path = Path(path)
     if not str(path).endswith(MANIFEST_SUFFIX):
         path = Path(str(path) + MANIFEST_SUFFIX)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(_manifest_text(path))
     except FileNotFoundError:
         raise ShardError(f"{path}: no such manifest") from None
+    except RecursionError:
+        raise ShardError(f"{path}: not a valid manifest (nested too deeply)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShardError(f"{path}: not a valid manifest ({exc})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):

@@ -8,9 +8,10 @@ Shared by ``antgo_mlflow.tools.package_tfrecord`` and ``package_kv``. Guarantees
 - Unreadable samples (missing/empty/undecodable image, schema errors, remote-only ``image_url``)
   are dropped and counted before the shard count is known: shards are written under temporary
   names and only named ``-of-%05d`` once the number of kept samples is known.
-- Atomic: everything is written in ``<tgt>/.antgo-tmp-pack-<prefix>/`` and renamed into place at
-  the end; the manifest is written last. A run killed with ``kill -9`` leaves only that hidden
-  folder, which the next run for the same prefix removes.
+- Atomic: everything is written in ``<tgt>/.antgo-tmp-pack-<prefix>/`` and committed with a
+  journal (``antgo_mlflow.data.commit``): a run killed with ``kill -9`` at any point leaves the
+  old shard set or the new one (an interrupted commit is finished by the next packer or reader);
+  the manifest is moved in last. Staging folders of killed runs are removed by the next run.
 - antgo compatibility: antgo's TFDataset reads our shards with an explicit ``description`` of
   fields the GT has. Its *default* description asks every record for all 34 template fields;
   ``antgo_template=True`` (``--antgo-template``) writes the missing ones with antgo's defaults
@@ -39,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import DataError, GTFormatError, UsageError
-from antgo_mlflow.fileio import TMP_PREFIX
 
 FORMATS = ("tfrecord", "kv")
 _SHARD_FILE = re.compile(r"-\d{5,}-of-\d{5,}-(tfrecord|index|kvrecord)$")
@@ -95,6 +95,7 @@ class _Source:
     files: list[Path] = field(default_factory=list)  # shard files (kind == "shards")
     fmt: str = "tfrecord"
     class_names: list[str] = field(default_factory=list)
+    data_roots: list[str] = field(default_factory=list)  # where images outside the GT may be
 
 
 def _split_src(src) -> list[str]:
@@ -219,8 +220,8 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None  # a decompression bomb is not an image we pack
 
 
 def encode_gt_sample(
@@ -258,7 +259,7 @@ def encode_gt_sample(
 def _gt_items(source: _Source) -> Iterator[tuple[str, Path, Any]]:
     from antgo_mlflow.gt import load_gt, validate_sample
 
-    samples = load_gt(source.path, validate=False)
+    samples = load_gt(source.path, validate=False, data_roots=source.data_roots)
     base = source.path.parent
     for i, sample in enumerate(samples):
         where = f"{source.path}: sample {i}"
@@ -346,28 +347,44 @@ def iter_records(
 
 # -- writing -----------------------------------------------------------------------------------
 class _Staging:
-    """``<tgt>/.antgo-tmp-pack-<prefix>/`` guarded by an exclusive lock (stale ones are removed)."""
+    """``<tgt>/.antgo-tmp-pack-<prefix>/`` guarded by an exclusive lock.
+
+    On entry an interrupted commit of the prefix is finished (``antgo_mlflow.data.commit``), a
+    staging folder left by a killed run is removed, and so are stale temporaries of other runs.
+    """
 
     def __init__(self, tgt: Path, prefix: str):
-        self.path = tgt / f"{TMP_PREFIX}pack-{prefix}"
-        self.lock_path = tgt / f"{TMP_PREFIX}pack-{prefix}.lock"
+        from antgo_mlflow.data.commit import lock_path, staging_dir
+
+        self.path = staging_dir(tgt, prefix)
+        self.lock_path = lock_path(tgt, prefix)
+        self.prefix = prefix
         self._lock_fh = None
 
     def __enter__(self) -> _Staging:
         import fcntl
 
-        self._lock_fh = open(self.lock_path, "w")
+        from antgo_mlflow.data.commit import finish
+        from antgo_mlflow.fileio import remove_stale_temporaries, write_owner
+
+        self._lock_fh = open(self.lock_path, "a")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock_fh.close()
             raise UsageError(
-                f"{self.path.parent}: another packer is writing prefix "
-                f"{self.path.name[len(TMP_PREFIX) + 5 :]!r} there now"
+                f"{self.path.parent}: another packer is writing prefix {self.prefix!r} there now"
             ) from None
-        if self.path.exists():  # left by a killed run: start clean
-            shutil.rmtree(self.path)
-        self.path.mkdir()
+        try:
+            finish(self.path)  # a commit a killed run journalled: complete it first
+            if self.path.exists():  # left by a killed run before its commit: start clean
+                shutil.rmtree(self.path)
+            remove_stale_temporaries(self.path.parent)
+            self.path.mkdir()
+            write_owner(self.path)
+        except BaseException:
+            self._lock_fh.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -409,15 +426,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _remove_old(tgt: Path, prefix: str) -> None:
-    """Remove a previous shard set of ``prefix`` (manifest first, so it never looks complete)."""
-    from antgo_mlflow.data.manifest import manifest_path
-
-    manifest_path(tgt, prefix).unlink(missing_ok=True)
+def _old_files(tgt: Path, prefix: str) -> list[str]:
+    """Names of the current shard set of ``prefix`` in ``tgt`` (shards and indexes)."""
     pattern = re.compile(re.escape(prefix) + _SHARD_FILE.pattern)
-    for f in tgt.iterdir():
-        if pattern.fullmatch(f.name) and f.is_file():
-            f.unlink()
+    return sorted(f.name for f in tgt.iterdir() if pattern.fullmatch(f.name) and f.is_file())
 
 
 def pack(
@@ -428,6 +440,7 @@ def pack(
     workers: int | None = None,
     fmt: str = "tfrecord",
     antgo_template: bool = False,
+    data_roots: Iterable[str | os.PathLike] | str | None = None,
 ) -> PackSummary:
     """Pack ``src`` into ``<tgt>/<prefix>-%05d-of-%05d-(tfrecord|kvrecord)`` + manifest.
 
@@ -440,6 +453,8 @@ def pack(
         fmt: ``"tfrecord"`` or ``"kv"``.
         antgo_template: also write antgo's template fields a sample lacks (for antgo's reader
             with its default description).
+        data_roots: folders (besides each GT's own) its images may be in; a sample whose image
+            lies elsewhere refuses the whole run (``antgo_mlflow.gt.io``).
 
     Raises:
         UsageError for bad arguments, DataError/ShardError for bad inputs, including when no
@@ -453,8 +468,12 @@ def pack(
     if int(num) <= 0:
         raise UsageError(f"--num: {num} must be a positive number of samples per shard")
     num = int(num)
+    if workers is not None and int(workers) < 1:
+        raise UsageError(f"--workers: {workers} must be >= 1")
     workers = workers or min(8, os.cpu_count() or 1)
     sources = expand_src(src)
+    for source in sources:
+        source.data_roots = _split_src(data_roots) if data_roots else []
     tgt = Path(tgt).expanduser()
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt: {tgt} is a file, expected a folder")
@@ -474,8 +493,9 @@ def pack(
 def _pack_into(
     sources, tgt: Path, prefix: str, num: int, workers: int, fmt: str, antgo_template: bool
 ) -> PackSummary:
+    from antgo_mlflow.data.commit import commit
     from antgo_mlflow.data.lmdb_store import kv_name
-    from antgo_mlflow.data.manifest import build_manifest, write_manifest
+    from antgo_mlflow.data.manifest import build_manifest, manifest_path, write_manifest
     from antgo_mlflow.data.tfrecord import format_index, shard_name
     from antgo_mlflow.progress import progress
 
@@ -565,9 +585,12 @@ def _pack_into(
         manifest = build_manifest(
             fmt, prefix, shard_entries, _class_names(sources), sources_meta, summary.dropped
         )
-        # commit: old set out (manifest first), new files in, manifest last
-        _remove_old(tgt, prefix)
-        for a, b in moves:
-            os.replace(a, b)
-        summary.manifest = write_manifest(tgt, manifest)
+        # commit: journalled, so a kill at any point leaves the old set or the new one
+        staged_manifest = write_manifest(staging.path, manifest)
+        names = [(a.name, b.name) for a, b in moves]
+        names.append((staged_manifest.name, manifest_path(tgt, prefix).name))
+        new_names = {b for _, b in names}
+        stale = [f for f in _old_files(tgt, prefix) if f not in new_names]
+        commit(staging.path, tgt, names, stale)
+        summary.manifest = manifest_path(tgt, prefix)
     return summary

@@ -1,6 +1,6 @@
 """Checkpoint files: save atomically, load safely (``weights_only``), restore RNG state, report keys.
 
-A checkpoint is a dict: ``meta`` (epoch, iter, inner_iter, mlflow_run_id, config text, best score),
+A checkpoint is a dict: ``meta`` (epoch, iter, inner_iter, mlflow_run_id, the config as plain data, best score),
 ``state_dict`` (the model, without a DDP ``module.`` prefix), ``optimizer``, ``scheduler``,
 ``scaler`` and ``rng`` (python, numpy, torch, cuda). It holds only tensors and plain values, so
 ``torch.load(weights_only=True)`` reads it: no pickled code runs when a checkpoint is loaded.

@@ -237,7 +237,7 @@ class Runner:
                 "best_score": self.best_score,
                 "mlflow_run_id": self.run_id,
                 "exp": self.exp_name,
-                "config": self.cfg.pretty_text,
+                "config_dict": self.cfg.to_data(),  # plain data: loading never runs it
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "torch": str(torch.__version__),
             },

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from antgo_mlflow.errors import AntgoError, UsageError
+from antgo_mlflow.errors import AntgoError, UsageError, one_line, os_error_line
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -37,10 +37,6 @@ class ArgumentParser(argparse.ArgumentParser):
         return action
 
 
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def run_main(
     prog: str, fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None
 ) -> None:
@@ -49,13 +45,21 @@ def run_main(
     # a new SQLite store announces its table creation at INFO on stderr; errors must stay one line
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+    def fail(message: object, code: int = 2) -> None:
+        if os.environ.get("ANTGO_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
+        sys.exit(code)
+
     try:
         code = fn(args)
     except AntgoError as exc:
-        if os.environ.get("ANTGO_DEBUG") == "1":
-            traceback.print_exc()
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr, flush=True)
-        sys.exit(exc.exit_code)
+        fail(exc, exc.exit_code)
+    except OSError as exc:  # a full disk, an unwritable --output: one line, not a traceback
+        fail(os_error_line(exc))
+    except RecursionError:
+        fail("input nested too deeply to process")
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
@@ -130,6 +134,28 @@ def parse_bool(flag: str, value: str | bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise UsageError(f"{flag} must be true or false, got {value!r}")
+
+
+def check_output(flag: str, value: str | None, folder: bool = False) -> str | None:
+    """Check an output path before any work: a file path must not be an existing folder (and a
+    folder path not an existing file), and its nearest existing parent must be a writable folder."""
+    from pathlib import Path
+
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give the file to write")
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: is a file; give a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{flag} {path}: cannot write in {parent}")
+            break
+    return value
 
 
 def parse_int(flag: str, value: str | None, minimum: int | None = None) -> int | None:
@@ -210,3 +236,21 @@ def split_options(flag: str, values: Sequence[str] | None) -> list[str]:
                 raise UsageError(f"{flag}: expected key=value, got {token!r}")
             out.append(token)
     return out
+
+
+TRUST_HELP = (
+    "run an old checkpoint's config *text* and import its config's custom_imports "
+    "(that is code: only for checkpoints you trust)"
+)
+
+
+def add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint-config`` alone, or with true/false (MLproject passes a value)."""
+    parser.add_argument(
+        "--trust-checkpoint-config", nargs="?", const="true", default="false", help=TRUST_HELP
+    )
+
+
+def trust_flag(value: str | None) -> bool:
+    """The parsed ``--trust-checkpoint-config`` ('' = not given = false)."""
+    return parse_bool("--trust-checkpoint-config", optional(value) or "false")

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from antgo_mlflow.entrypoints._common import (
     ArgumentParser,
+    add_trust_flag,
+    check_output,
     optional,
     parse_float,
     parse_int,
     run_main,
+    trust_flag,
 )
 from antgo_mlflow.errors import UsageError
 
@@ -49,7 +52,10 @@ def build_parser() -> ArgumentParser:
         "--output", default="", help="output folder (default ./output/pseudo-label/<time>)"
     )
     parser.add_argument("--batch-size", default="64", help="images per inference batch")
-    parser.add_argument("--config", default="", help="config for .pth checkpoints without one")
+    parser.add_argument(
+        "--config", default="", help="config .py for .pth checkpoints (default: their own)"
+    )
+    add_trust_flag(parser)
     return parser
 
 
@@ -72,11 +78,12 @@ def main(argv: Sequence[str]) -> int:
     if optional(args.weights):
         weights = [parse_float("--weights", w) for w in _split([args.weights])]
     batch = parse_int("--batch-size", args.batch_size, minimum=1) or 64
-    output = optional(args.output) or str(
+    trust = trust_flag(args.trust_checkpoint_config)
+    output = check_output("--output", optional(args.output), folder=True) or str(
         Path("output") / "pseudo-label" / time.strftime("%Y%m%d-%H%M%S")
     )
 
-    from antgo_mlflow.semi.pseudo_label import check_arguments, log_to_mlflow, pseudo_label
+    from antgo_mlflow.inference.pseudo_label import check_arguments, log_to_mlflow, pseudo_label
 
     check_arguments(models, threshold, weights, batch)
     result = pseudo_label(
@@ -87,6 +94,7 @@ def main(argv: Sequence[str]) -> int:
         weights=weights,
         batch_size=batch,
         config=optional(args.config),
+        trust_checkpoint_config=trust,
     )
     run_id = log_to_mlflow(result, threshold, input_path)
     c = result.counts

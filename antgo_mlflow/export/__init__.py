@@ -1,1 +1,2 @@
-"""ONNX export with an ONNX Runtime parity check, and logging the result to MLflow."""
+"""Export: ``onnx.py`` (ONNX export + ONNX Runtime parity check, MLflow logging) and
+``workflow.py`` (a run or checkpoint -> a checked, logged ONNX model: ``export_model``)."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import GTFormatError
-from antgo_mlflow.fileio import atomic_write_json
+from antgo_mlflow.fileio import atomic_write_json, read_json
 
 META_FILE = "meta.json"
 
@@ -34,10 +33,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     path = _meta_path(path)
     if not path.exists():
         return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GTFormatError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    meta = read_json(path, "a JSON object (meta.json)", GTFormatError)
     if not isinstance(meta, dict):
         raise GTFormatError(f"{path}: expected a JSON object")
     inner = meta.get("meta", {})

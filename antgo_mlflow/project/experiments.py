@@ -217,7 +217,10 @@ def _key_metrics(metrics: dict[str, float], first: str | None, limit: int = 4) -
 def runs_table(
     project: str, exp: str | None = None, metric: str | None = None, client=None
 ) -> list[dict]:
-    """Rows ``{id, exp, status, start, duration_s, params, metrics}`` sorted by the project metric."""
+    """Rows ``{id, exp, status, start, duration_s, params, metrics}`` sorted by the project metric.
+
+    RUNNING runs whose trainer is gone are marked KILLED first (``antgo_mlflow.engine.run_owner``).
+    """
     client = client or get_client()
     experiment = get_project(project, client)
     rank = project_metric(experiment)
@@ -226,6 +229,11 @@ def runs_table(
 
         rank = parse_metric(metric)
     runs = _project_runs(client, experiment)
+    from antgo_mlflow.credentials import redact
+    from antgo_mlflow.engine.run_owner import reap
+
+    if reap(client, runs):  # runs whose trainer died are KILLED, not RUNNING forever
+        runs = _project_runs(client, experiment)
     if exp:
         runs = [r for r in runs if r.data.tags.get(TAG_EXP) == exp]
     if rank.name:
@@ -254,7 +262,7 @@ def runs_table(
                 "duration_s": round((end - info.start_time) / 1000, 1)
                 if end and info.start_time
                 else None,
-                "params": _key_params(run.data.params),
+                "params": redact(_key_params(run.data.params)),
                 "metrics": metrics,
             }
         )
@@ -324,6 +332,8 @@ def _new_train_run(
         MLFLOW_SOURCE_TYPE,
     )
 
+    from antgo_mlflow.credentials import is_secret_key
+
     check_name(exp, "--exp")
     client = get_client()
     experiment = get_project(project, client)
@@ -334,6 +344,11 @@ def _new_train_run(
             f"{folder / MLPROJECT}: no entry point {entry_point!r} (has {', '.join(spec._entry_points) or 'none'})"
         )
     params = {k: str(v) for k, v in (params or {}).items()}
+    secret = [k for k in params if is_secret_key(k)]
+    if secret:  # -P values are MLflow params and `mlflow run` arguments: visible to everyone
+        raise UsageError(
+            f"-P {secret[0]}: secrets never go into params; use an environment variable"
+        )
     entry = spec._entry_points.get(entry_point)
     declared = entry.parameters if entry is not None else {}
     if "exp" in declared:  # a project root with several exps side by side
@@ -386,8 +401,9 @@ def train(
     (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
     ``{run_id, status}``; a failed run raises one line naming the run.
     """
-    import mlflow.projects
     from mlflow.exceptions import ExecutionException
+
+    from antgo_mlflow.project.child_run import run_entry_point
 
     client, experiment, folder, params, run_id = _new_train_run(
         project, exp, gpu_id, params, entry_point
@@ -402,16 +418,8 @@ def train(
     if gpu_id is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = "" if str(gpu_id) == "-1" else str(gpu_id)
     failure = None
-    try:
-        mlflow.projects.run(
-            str(folder),
-            entry_point=entry_point,
-            parameters=params,
-            experiment_id=experiment.experiment_id,
-            env_manager="local",
-            synchronous=True,
-            run_id=run_id,
-        )
+    try:  # SIGTERM/Ctrl-C reach the child's process group; the run then ends KILLED
+        run_entry_point(str(folder), entry_point, params, experiment.experiment_id, run_id)
     except ExecutionException as exc:
         failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:

@@ -11,9 +11,12 @@ Every change writes a model-version tag ``antgo.history.<utc time>`` holding JSO
 ``{role, action, from_version, to_version, version, who, when, note}`` so the history is visible in
 the MLflow UI. Changes to one project are serialised by a lock that lives in MLflow itself: a
 registered model ``<project>.antgo-role-lock`` that only one process can create at a time (the
-registry's unique name is the atomic step); it is deleted when the change is done, and a lock older
-than ``LOCK_STALE_S`` (a crashed process) is broken. Each change is idempotent: re-applying it
-changes nothing and records nothing.
+registry's unique name is the atomic step); it is deleted when the change is done. The lock records
+its holder (host, pid, process start time): a lock whose holder is provably gone (same host, process
+no longer running) is broken at once, any other after ``LOCK_STALE_S``. Each change is idempotent:
+re-applying it changes nothing and records nothing. Each change is all or nothing: its arguments
+are checked before the first write, and if a write fails part-way the writes already made are
+undone (``_Changes``), so a retry starts from the old state.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ HISTORY_PREFIX = "antgo.history."
 LOCK_SUFFIX = ".antgo-role-lock"
 LOCK_TIMEOUT_S = 60.0
 LOCK_STALE_S = 120.0
+#: Longest ``--note``: the history event holding it must fit every store's tag value limit.
+NOTE_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,8 @@ def expert_versions(client, project: str) -> list[str]:
     return sorted((str(mv.version) for mv in found), key=int)
 
 
-def _ensure_registered_model(client, project: str) -> None:
+def _ensure_registered_model(client, project: str) -> bool:
+    """Create the project's registered model unless it exists; True if it was created."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -153,9 +159,11 @@ def _ensure_registered_model(client, project: str) -> None:
             tags={"antgo.project": project},
             description=f"antgo project {project}: roles are aliases production/champion/staging",
         )
+        return True
     except MlflowException as exc:
         if error_code(exc) not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
+        return False
 
 
 @contextlib.contextmanager
@@ -188,12 +196,12 @@ def sync_stage(client, project: str, version: str) -> None:
         pass
 
 
-def _record(client, project: str, version: str, event: dict) -> None:
+def _record(client, project: str, version: str, event: dict) -> str:
     # The key sorts by time; the nanosecond suffix keeps two events of one change distinct.
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{time.time_ns() % 10**9:09d}"
-    client.set_model_version_tag(
-        project, version, HISTORY_PREFIX + stamp, json.dumps(event, sort_keys=True)
-    )
+    key = HISTORY_PREFIX + stamp
+    client.set_model_version_tag(project, version, key, json.dumps(event, sort_keys=True))
+    return key
 
 
 def _event(
@@ -212,19 +220,123 @@ def _event(
     }
 
 
+def check_note(note: str | None) -> None:
+    """Refuse a ``--note`` that could not be recorded (before anything is changed)."""
+    if note is None:
+        return
+    if not isinstance(note, str):
+        raise UsageError(f"--note: expected text, got {type(note).__name__}")
+    if len(note) > NOTE_LIMIT:
+        raise UsageError(f"--note: {len(note)} characters; at most {NOTE_LIMIT} are recorded")
+
+
+class _Changes:
+    """The registry writes of one role change, undone in reverse order if a later write fails."""
+
+    def __init__(self, client, project: str):
+        self.client = client
+        self.project = project
+        self._undo: list = []
+
+    def created_model(self) -> None:
+        """The registered model did not exist before this change."""
+        self._undo.append(lambda: self.client.delete_registered_model(self.project))
+
+    def created_version(self, version: str) -> None:
+        self._undo.append(lambda: self.client.delete_model_version(self.project, version))
+
+    def set_alias(self, alias: str, version: str, previous: str | None) -> None:
+        self.client.set_registered_model_alias(self.project, alias, version)
+        self._undo.append(lambda: self._restore_alias(alias, previous))
+
+    def delete_alias(self, alias: str, previous: str) -> None:
+        self.client.delete_registered_model_alias(self.project, alias)
+        self._undo.append(lambda: self._restore_alias(alias, previous))
+
+    def _restore_alias(self, alias: str, version: str | None) -> None:
+        if version is None:
+            self.client.delete_registered_model_alias(self.project, alias)
+        else:
+            self.client.set_registered_model_alias(self.project, alias, version)
+
+    def set_tag(self, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.project, version, key, value)
+        self._undo.append(lambda: self.client.delete_model_version_tag(self.project, version, key))
+
+    def delete_tag(self, version: str, key: str, previous: str) -> None:
+        self.client.delete_model_version_tag(self.project, version, key)
+        self._undo.append(
+            lambda: self.client.set_model_version_tag(self.project, version, key, previous)
+        )
+
+    def record(self, version: str, event: dict) -> None:
+        key = _record(self.client, self.project, version, event)
+        self._undo.append(lambda: self.client.delete_model_version_tag(self.project, version, key))
+
+    def sync_stage(self, version: str) -> None:
+        previous = self.client.get_model_version(self.project, version).current_stage or "None"
+        sync_stage(self.client, self.project, version)
+        self._undo.append(lambda: _transition(self.client, self.project, version, previous))
+
+    def rollback(self) -> None:
+        """Undo every write made so far, newest first (best effort: each step on its own)."""
+        from mlflow.exceptions import MlflowException
+
+        while self._undo:
+            step = self._undo.pop()
+            with contextlib.suppress(MlflowException):
+                step()
+
+
+def _transition(client, project: str, version: str, stage: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    if (client.get_model_version(project, version).current_stage or "None") == stage:
+        return
+    with contextlib.suppress(MlflowException), _quiet_stages():
+        client.transition_model_version_stage(
+            project, version, stage, archive_existing_versions=False
+        )
+
+
+@contextlib.contextmanager
+def _all_or_nothing(client, project: str) -> Iterator[_Changes]:
+    """Yield a change log; if the block fails, what it wrote is undone and the error re-raised."""
+    changes = _Changes(client, project)
+    try:
+        yield changes
+    except BaseException:
+        changes.rollback()
+        raise
+
+
+def _lock_holder_gone(tags: dict) -> str | None:
+    from antgo_mlflow.owner import gone_reason
+
+    owner = {k: tags.get(f"antgo.lock.{k}", "") for k in ("host", "pidns", "pid", "start")}
+    return gone_reason(owner)
+
+
 @contextlib.contextmanager
 def role_lock(client, project: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold the project's role lock (a registered model only one process can create)."""
     from mlflow.exceptions import MlflowException
 
+    from antgo_mlflow.owner import current_owner
+
     name = project + LOCK_SUFFIX
     owner = f"{whoami()} pid {os.getpid()}"
+    holder = {f"antgo.lock.{k}": v for k, v in current_owner().items()}
     deadline = time.monotonic() + timeout
     while True:
         try:
             client.create_registered_model(
                 name,
-                tags={"antgo.lock.owner": owner, "antgo.lock.since": f"{time.time():.3f}"},
+                tags={
+                    "antgo.lock.owner": owner,
+                    "antgo.lock.since": f"{time.time():.3f}",
+                    **holder,
+                },
                 description=f"antgo: lock for a role change of project {project}; "
                 f"safe to delete if older than {int(LOCK_STALE_S)} s",
             )
@@ -241,8 +353,12 @@ def role_lock(client, project: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator
         try:
             lock = client.get_registered_model(name)
             held_by = lock.tags.get("antgo.lock.owner", held_by)
-            since = float(lock.tags.get("antgo.lock.since", "0") or 0)
-            if since and time.time() - since > LOCK_STALE_S:
+            try:
+                since = float(lock.tags.get("antgo.lock.since", "0") or 0)
+            except ValueError:
+                since = 0.0
+            stale = since and time.time() - since > LOCK_STALE_S
+            if stale or _lock_holder_gone(lock.tags):
                 client.delete_registered_model(name)  # a crashed holder: break the lock
                 continue
         except MlflowException:
@@ -344,11 +460,15 @@ def best_run(client, experiment, exp: str):
     raise TrackingError(f"--exp={exp}: no finished run of this exp has a logged model (give --id)")
 
 
-def register_run(client, project: str, experiment, run_id: str):
-    """The model version of run ``run_id``'s model: an existing one is reused, else one is created."""
+def register_run(client, project: str, experiment, run_id: str, changes=None):
+    """The model version of run ``run_id``'s model: an existing one is reused, else one is created.
+
+    With ``changes`` (a ``_Changes`` log) what is created is undone if the role change fails.
+    """
     model = logged_model_of(client, experiment, run_id)
     source = f"models:/{model.model_id}"
-    _ensure_registered_model(client, project)
+    if _ensure_registered_model(client, project) and changes is not None:
+        changes.created_model()
     for mv in client.search_model_versions(f"name='{project}' and run_id='{run_id}'"):
         if mv.source == source or mv.source.endswith(f"/{model.model_id}"):
             return mv
@@ -356,16 +476,22 @@ def register_run(client, project: str, experiment, run_id: str):
     tags = {"antgo.run_id": run_id}
     if run.data.tags.get(TAG_EXP):
         tags[TAG_EXP] = run.data.tags[TAG_EXP]
-    return client.create_model_version(
+    mv = client.create_model_version(
         project, source=source, run_id=run_id, model_id=model.model_id, tags=tags
     )
+    if changes is not None:
+        changes.created_version(str(mv.version))
+    return mv
 
 
 # -- role operations ---------------------------------------------------------------------------
-def _set_single(client, project: str, role: Role, version: str, note: str | None) -> RoleChange:
+def _set_single(
+    changes: _Changes, project: str, role: Role, version: str, note: str | None
+) -> RoleChange:
+    client = changes.client
     current = alias_version(client, project, role.alias)
     if current == version:
-        sync_stage(client, project, version)
+        changes.sync_stage(version)
         return RoleChange(
             project,
             role.name,
@@ -374,14 +500,14 @@ def _set_single(client, project: str, role: Role, version: str, note: str | None
             f"version {version} is already the {role.name}",
             current,
         )
-    client.set_registered_model_alias(project, role.alias, version)
+    changes.set_alias(role.alias, version, current)
     event = _event(role.name, "promote", current, version, version, note)
-    _record(client, project, version, event)
+    changes.record(version, event)
     if current is not None:
         # The companion record on the old holder: same change, seen from the replaced version.
-        _record(client, project, current, {**event, "action": "replaced", "version": current})
-        sync_stage(client, project, current)
-    sync_stage(client, project, version)
+        changes.record(current, {**event, "action": "replaced", "version": current})
+        changes.sync_stage(current)
+    changes.sync_stage(version)
     return RoleChange(
         project,
         role.name,
@@ -394,16 +520,16 @@ def _set_single(client, project: str, role: Role, version: str, note: str | None
 
 
 def _unset_single(
-    client, project: str, role: Role, version: str | None, note: str | None
+    changes: _Changes, project: str, role: Role, version: str | None, note: str | None
 ) -> RoleChange:
-    current = alias_version(client, project, role.alias)
+    current = alias_version(changes.client, project, role.alias)
     if current is None or (version is not None and current != version):
         what = f"version {version} is not the {role.name}" if version else f"no {role.name} is set"
         return RoleChange(project, role.name, version, False, f"{what}; nothing to do", current)
-    client.delete_registered_model_alias(project, role.alias)
+    changes.delete_alias(role.alias, current)
     event = _event(role.name, "demote", current, None, current, note)
-    _record(client, project, current, event)
-    sync_stage(client, project, current)
+    changes.record(current, event)
+    changes.sync_stage(current)
     return RoleChange(
         project,
         role.name,
@@ -416,8 +542,9 @@ def _unset_single(
 
 
 def _add_expert(
-    client, project: str, version: str, note: str | None, keep_champion: bool
+    changes: _Changes, project: str, version: str, note: str | None, keep_champion: bool
 ) -> RoleChange:
+    client = changes.client
     mv = client.get_model_version(project, version)
     tagged = (mv.tags or {}).get(ROLE_TAG) == "expert"
     champion = alias_version(client, project, "champion")
@@ -427,18 +554,19 @@ def _add_expert(
             project, "expert", version, False, f"version {version} is already an expert", champion
         )
     if not tagged:
-        client.set_model_version_tag(project, version, ROLE_TAG, "expert")
+        changes.set_tag(version, ROLE_TAG, "expert")
     if champion != new_champion:
-        client.set_registered_model_alias(project, "champion", new_champion)
+        changes.set_alias("champion", new_champion, champion)
     event = _event("expert", "promote", champion, new_champion, version, note)
-    _record(client, project, version, event)
+    changes.record(version, event)
     lead = "" if new_champion != version else " and the champion"
     return RoleChange(
         project, "expert", version, True, f"version {version} is an expert{lead}", champion, event
     )
 
 
-def _remove_expert(client, project: str, version: str, note: str | None) -> RoleChange:
+def _remove_expert(changes: _Changes, project: str, version: str, note: str | None) -> RoleChange:
+    client = changes.client
     mv = client.get_model_version(project, version)
     champion = alias_version(client, project, "champion")
     if (mv.tags or {}).get(ROLE_TAG) != "expert" and champion != version:
@@ -451,17 +579,17 @@ def _remove_expert(client, project: str, version: str, note: str | None) -> Role
             champion,
         )
     if (mv.tags or {}).get(ROLE_TAG) == "expert":
-        client.delete_model_version_tag(project, version, ROLE_TAG)
+        changes.delete_tag(version, ROLE_TAG, "expert")
     new_champion = champion
     if champion == version:
         rest = [v for v in expert_versions(client, project) if v != version]
         new_champion = rest[-1] if rest else None
         if new_champion:
-            client.set_registered_model_alias(project, "champion", new_champion)
+            changes.set_alias("champion", new_champion, champion)
         else:
-            client.delete_registered_model_alias(project, "champion")
+            changes.delete_alias("champion", champion)
     event = _event("expert", "demote", champion, new_champion, version, note)
-    _record(client, project, version, event)
+    changes.record(version, event)
     return RoleChange(
         project,
         "expert",
@@ -482,13 +610,14 @@ def promote(
 ) -> RoleChange:
     """Give model version ``version`` of ``project`` the role ``role`` (idempotent)."""
     spec = get_role(role)
+    check_note(note)
     client = get_client()
     get_project(project, client)
     version = str(get_version(client, project, version).version)
-    with role_lock(client, project):
+    with role_lock(client, project), _all_or_nothing(client, project) as changes:
         if spec.many:
-            return _add_expert(client, project, version, note, keep_champion)
-        return _set_single(client, project, spec, version, note)
+            return _add_expert(changes, project, version, note, keep_champion)
+        return _set_single(changes, project, spec, version, note)
 
 
 def demote(
@@ -496,16 +625,17 @@ def demote(
 ) -> RoleChange:
     """Take role ``role`` from ``version`` (for product/baseline: from whoever holds it)."""
     spec = get_role(role)
+    check_note(note)
     client = get_client()
     get_project(project, client)
     if version is not None:
         version = str(get_version(client, project, version).version)
     elif spec.many:
         raise UsageError("--version (or --exp with --id) is required to remove an expert")
-    with role_lock(client, project):
+    with role_lock(client, project), _all_or_nothing(client, project) as changes:
         if spec.many:
-            return _remove_expert(client, project, version, note)
-        return _unset_single(client, project, spec, version, note)
+            return _remove_expert(changes, project, version, note)
+        return _unset_single(changes, project, spec, version, note)
 
 
 def add_role(
@@ -522,6 +652,7 @@ def add_role(
     used: best by the project metric (``antgo.metric``), or the newest when no metric is set.
     """
     spec = get_role(role)
+    check_note(note)
     client = get_client()
     experiment = get_project(project, client)
     check_exp(client, experiment, exp)
@@ -532,11 +663,11 @@ def add_role(
     else:
         raise UsageError(f"--id is required for 'add {role}' (the MLflow run id of the model)")
     logged_model_of(client, experiment, run_id)  # fail before taking the lock
-    with role_lock(client, project):
-        version = str(register_run(client, project, experiment, run_id).version)
+    with role_lock(client, project), _all_or_nothing(client, project) as changes:
+        version = str(register_run(client, project, experiment, run_id, changes).version)
         if spec.many:
-            return _add_expert(client, project, version, note, keep_champion)
-        return _set_single(client, project, spec, version, note)
+            return _add_expert(changes, project, version, note, keep_champion)
+        return _set_single(changes, project, spec, version, note)
 
 
 def remove_role(

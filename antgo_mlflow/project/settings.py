@@ -4,6 +4,11 @@ Each setting is ``{method, config, source, sha256, updated_by, updated_at}`` sto
 ``antgo.settings.<kind>`` (or, when large, as a JSON artifact of the settings run; see
 ``projects.put_json_tag``). ``--name`` picks a built-in method, ``--config`` a Python config file;
 both empty clears the setting. Later workflows read them with ``get_setting``.
+
+Secrets are never stored: a config value under a password/secret/token key is refused, and
+annotators (``white_users``) are stored as user names only - their passwords stay in a file only
+its owner can read (``white_users_file``) or in an environment variable (``white_users_env``,
+default ``ANTGO_WHITE_USERS``), read when labelling starts (``antgo_mlflow.credentials``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ BUILTINS: dict[str, tuple[str, ...]] = {
     "activelearning": ("ac",),
 }
 KINDS = tuple(BUILTINS)
+#: Annotator keys a label/activelearning config may hold (names and where passwords live).
+WHITE_USER_KEYS = ("white_users", "white_users_file", "white_users_env")
 LABEL_TYPES = ("CLASS", "RECT", "POINT", "POLYGON", "SKELETON")
 
 
@@ -82,6 +89,7 @@ def validate_label(cfg: dict, where: str) -> dict:
         "type": kind,
         "category": list(category),
         "meta": {**meta, "skeleton": [list(p) for p in skeleton]},
+        **{k: cfg[k] for k in WHITE_USER_KEYS if k in cfg},  # checked by _load_config
     }
 
 
@@ -98,6 +106,41 @@ def _validate_submitter(cfg: dict, where: str) -> dict:
     return cfg
 
 
+def _white_users(cfg: dict, where: str) -> dict:
+    """The annotator part of a settings config: user names and where their passwords live."""
+    from antgo_mlflow.credentials import check_no_inline_passwords, white_user_passwords
+
+    out: dict[str, Any] = {}
+    names = check_no_inline_passwords(cfg.get("white_users"), where)
+    file, env = cfg.get("white_users_file"), cfg.get("white_users_env")
+    for key, value in (("white_users_file", file), ("white_users_env", env)):
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"{where}: {key} must be a file path / variable name")
+    if names:
+        out["white_users"] = names
+        if file:  # checked now (0600, every user listed), stored as its path only
+            try:
+                white_user_passwords(names, file=file)
+            except UsageError as exc:
+                raise ConfigError(f"{where}: white_users_file: {exc}") from None
+    if file:
+        out["white_users_file"] = file
+    if env:
+        out["white_users_env"] = env
+    return out
+
+
+def _refuse_secrets(data: dict, where: str) -> None:
+    from antgo_mlflow.credentials import find_secrets
+
+    found = find_secrets(data)
+    if found:
+        raise ConfigError(
+            f"{where}: {found[0]} holds a secret; secrets are never stored in MLflow (name a "
+            "0600 file or an environment variable that holds it instead)"
+        )
+
+
 def _load_config(path: str, kind: str) -> tuple[dict, str]:
     from antgo_mlflow.config import Config
 
@@ -105,7 +148,11 @@ def _load_config(path: str, kind: str) -> tuple[dict, str]:
     data = cfg.to_dict()
     if not data:
         raise ConfigError(f"{cfg.filename}: the config for project/{kind} defines nothing")
-    return data, cfg.filename or path
+    where = cfg.filename or path
+    users = _white_users(data, where)  # names only: their passwords stay outside MLflow
+    data = {k: v for k, v in data.items() if k not in WHITE_USER_KEYS} | users
+    _refuse_secrets(data, where)
+    return data, where
 
 
 def update_setting(
@@ -172,7 +219,12 @@ def get_setting(project: str, kind: str, client=None) -> dict | None:
 
 
 def all_settings(project: str, client=None) -> dict[str, dict | None]:
-    """Every setting kind of ``project``: ``{kind: setting or None}``."""
+    """Every setting kind of ``project``: ``{kind: setting or None}``, secrets masked (a setting
+    stored by an older version may still hold some)."""
+    from antgo_mlflow.credentials import redact
+
     client = client or get_client()
     experiment = get_project(project, client)
-    return {kind: read_json_tag(experiment, SETTINGS_PREFIX + kind, client) for kind in KINDS}
+    return {
+        kind: redact(read_json_tag(experiment, SETTINGS_PREFIX + kind, client)) for kind in KINDS
+    }

@@ -85,7 +85,7 @@ def _image_size(sample: dict, path: Path, index: int) -> tuple[int, int]:
 
         with Image.open(path) as im:
             return im.size
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return 0, 0
 
 
@@ -560,7 +560,7 @@ def filter_by_dataset_tags(
         samples, _ = dataset_to_gt(dataset)
         name = dataset_name
     else:
-        samples, name = load_gt(src), Path(src).stem
+        samples, name = load_gt(src, inside=False), Path(src).stem
     allowed = list(dataset.info.get("antgo_review_tags") or [])
     record = [by_key.get(k) or [] for k in _sample_keys(samples)]
     out = output_path(name, src, out_dir)

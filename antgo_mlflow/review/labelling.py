@@ -453,7 +453,7 @@ def label_start(
     tgt: str,
     tags: str | dict[str, int],
     label_type: str = "RECT",
-    white_users: str | None = None,
+    white_users: str | dict[str, str] | None = None,
     port: int | None = None,
     url: str | None = None,
     ignore_incomplete: bool = False,

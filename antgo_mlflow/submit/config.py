@@ -391,6 +391,8 @@ def read_yaml(path: str | os.PathLike) -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{at}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a submitter config") from None
 
 
 def ssh_file(ip: str) -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 from antgo_mlflow.errors import DataError, GTFormatError, UsageError
 from antgo_mlflow.fileio import StagingDir, read_json
 from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
-from antgo_mlflow.gt.io import ANNOTATION_FILE
+from antgo_mlflow.gt.io import ANNOTATION_FILE, inside_root
 from antgo_mlflow.gt.meta import META_FILE
 from antgo_mlflow.progress import progress
 from antgo_mlflow.tools._extract_common import ExtractSummary, check_dir, check_file, check_tgt
@@ -122,7 +122,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as im:
             return im.width, im.height
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
 
 
@@ -178,7 +178,7 @@ def extract_coco(
         if img["id"] in entries:
             raise GTFormatError(f"{src_path}: image id {img['id']} appears twice in 'images'")
         name = PurePosixPath(str(img["file_name"]).replace("\\", "/"))
-        if name.is_absolute() or ".." in name.parts or not name.parts:
+        if not name.parts or not inside_root(images_dir, name.as_posix()):
             raise GTFormatError(
                 f"{src_path}: image id {img['id']}: file_name {img['file_name']!r} must be a "
                 f"relative path inside --images"

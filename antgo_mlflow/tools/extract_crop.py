@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,6 +23,7 @@ from antgo_mlflow.tools._extract_common import ExtractSummary, check_tgt
 
 MISSING_IMAGE = "missing image file"
 UNREADABLE_IMAGE = "unreadable image file"
+TOO_LARGE = "oversized image"  # over PIL's decompression-bomb limit
 NO_IMAGE_FILE = "sample without image_file"
 EMPTY_CROP = "box outside its image"
 IMAGES_DIR = "images"
@@ -85,6 +87,7 @@ def extract_crop(
     tgt: str | os.PathLike,
     ext_ratio: float = 0.3,
     square: bool = False,
+    data_roots: list[str] | tuple[str, ...] | str | None = None,
 ) -> ExtractSummary:
     """Crop every instance (box) of a GT file into its own image and write a GT of the crops.
 
@@ -95,6 +98,8 @@ def extract_crop(
         ext_ratio: grow each box by this fraction of its width and height (0.3 = 30 % larger,
             centred) before clipping it to the image.
         square: make the grown box a square on its long side (antgo's behaviour).
+        data_roots: folders besides the dataset folder that its images may be in; an image
+            anywhere else refuses the run (``antgo_mlflow.gt.io``).
 
     Returns:
         An ExtractSummary. Each crop sample has ``image_label`` = the instance label,
@@ -115,7 +120,7 @@ def extract_crop(
     tgt_dir = check_tgt(tgt, gt_path.parent)
     if ext_ratio is None or not math.isfinite(ext_ratio) or ext_ratio < 0:
         raise UsageError(f"--ext-ratio must be >= 0, got {ext_ratio}")
-    samples_in = load_gt(gt_path)
+    samples_in = load_gt(gt_path, data_roots=data_roots)
     meta = read_meta(gt_path.parent / META_FILE)
     names = list(meta["meta"].get("category", [])) if meta else []
 
@@ -137,11 +142,18 @@ def extract_crop(
                 summary.skip(sample["image_file"], MISSING_IMAGE)
                 continue
             try:
-                with Image.open(image_path) as opened:
-                    opened.load()
-                    image = opened if opened.mode in ("L", "RGB", "RGBA") else opened.convert("RGB")
-                    image.load()
-            except (OSError, SyntaxError, ValueError):
+                with warnings.catch_warnings():  # a bomb's warning is a refusal here, not a line
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(image_path) as opened:
+                        opened.load()
+                        image = (
+                            opened if opened.mode in ("L", "RGB", "RGBA") else opened.convert("RGB")
+                        )
+                        image.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                summary.skip(sample["image_file"], TOO_LARGE)
+                continue
+            except (OSError, SyntaxError, ValueError, EOFError):
                 summary.skip(sample["image_file"], UNREADABLE_IMAGE)
                 continue
             labels = sample.get("labels") or []

@@ -17,7 +17,6 @@ import io
 import multiprocessing
 import os
 import random
-import signal
 from pathlib import Path
 
 from antgo_mlflow.errors import DataError, UsageError
@@ -25,6 +24,7 @@ from antgo_mlflow.fileio import StagingDir
 from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
 from antgo_mlflow.gt.io import ANNOTATION_FILE
 from antgo_mlflow.gt.meta import META_FILE
+from antgo_mlflow.interrupts import worker_signals
 from antgo_mlflow.progress import progress
 from antgo_mlflow.tools._extract_common import (
     IMAGE_EXTS,
@@ -106,11 +106,6 @@ def convert_image(src: str, dst: str, max_size: int | None) -> tuple[str | None,
 def _convert_task(task: tuple[int, str, str, int | None]) -> tuple[int, str | None, int, int]:
     index, src, dst, max_size = task
     return (index, *convert_image(src, dst, max_size))
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C is handled once, by the parent (it terminates the pool and removes the staging dir).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _select(
@@ -242,7 +237,7 @@ def extract_images(
         pool = None
         try:
             if n_workers > 1 and len(tasks) > 1:
-                pool = multiprocessing.Pool(min(n_workers, len(tasks)), initializer=_ignore_sigint)
+                pool = multiprocessing.Pool(min(n_workers, len(tasks)), initializer=worker_signals)
                 chunk = max(1, min(32, len(tasks) // (n_workers * 8)))
                 results = pool.imap(_convert_task, tasks, chunksize=chunk)
             else:

@@ -76,7 +76,7 @@ def extract_samples(
             raise DataError(f"--src {src_path}: no such file")
         records = [line for line in src_path.read_text(encoding="utf-8").splitlines() if line]
     else:
-        records = load_gt(src_path)
+        records = load_gt(src_path, inside=False)  # JSON only: image paths are rebased
     if not records:
         raise DataError(f"--src {src_path}: holds no samples")
     if num > len(records):

@@ -138,7 +138,7 @@ def filter_by_tags(
     ``antgo_mlflow.review.fiftyone_io.filter_by_dataset_tags``.
     """
     want, exclude = check_request(src, tgt, tags, no_tags)
-    samples = load_gt(src)
+    samples = load_gt(src, inside=False)
     record = read_tag_record(tgt, samples)
     out = output_path(Path(src).stem, src, out_dir)
     return write_kept(samples, record, want, exclude, review_tags(tgt), str(tgt), out)

@@ -86,7 +86,7 @@ def merge_gt(
     loaded = []
     for src in srcs:
         path = Path(src)
-        samples = load_gt(path)
+        samples = load_gt(path, inside=False)  # JSON only: images stay where they are
         meta = read_meta(path.parent if path.is_file() else path)
         cats = list(((meta or {}).get("meta") or {}).get("category") or [])
         loaded.append((path, samples, meta, cats))
@@ -123,7 +123,15 @@ def merge_gt(
     write_meta(tgt, meta)
     if conflicts:
         atomic_write_json(tgt / "merge_conflicts.json", conflicts, indent=1)
-    return {"gt": str(with_tgt), "samples": len(out_samples), "conflicts": conflicts}
+    # Images stay in their source folders: packing the merged GT needs them allowed (--data-root).
+    folders = {(p.parent if p.is_file() else p).resolve() for p, _, _, _ in loaded}
+    outside = sorted(str(f) for f in folders if not f.is_relative_to(tgt.resolve()))
+    return {
+        "gt": str(with_tgt),
+        "samples": len(out_samples),
+        "conflicts": conflicts,
+        "image_roots": outside,
+    }
 
 
 def _merge_into(first: dict, other: dict, where: str, conflicts: list[dict]) -> None:

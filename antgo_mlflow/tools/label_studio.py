@@ -24,7 +24,6 @@ Not representable in Label Studio: COCO RLE segments (refused), keypoint visibil
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import DataError, UsageError
+from antgo_mlflow.fileio import read_json
 from antgo_mlflow.gt import load_gt, new_sample, read_meta, save_gt, write_meta
 from antgo_mlflow.gt.meta import default_meta
 
@@ -317,6 +317,10 @@ def from_studio(
             continue
         sample["tag"] = src.stem
         samples.append(sample)
+    if not samples:
+        raise DataError(
+            f"{src}: no annotated task to convert ({len(tasks)} task(s), none with an annotation)"
+        )
     tgt = Path(tgt)
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt {tgt}: must be a folder")
@@ -332,14 +336,18 @@ def from_studio(
 def _read_export(src: Path) -> list[dict]:
     if not src.is_file():
         raise DataError(f"{src}: no such file")
-    try:
-        tasks = json.loads(src.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{src}: not a Label Studio JSON export ({exc})") from None
+    tasks = read_json(src, "a Label Studio JSON export")
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise DataError(f"{src}: expected a JSON list of Label Studio tasks")
+    if tasks and not any(k in t for t in tasks for k in ("data", "annotations", "completions")):
+        hint = (
+            "; it looks like a GT file: use --to to make Label Studio tasks from it"
+            if any("image_file" in t for t in tasks)
+            else ""
+        )
+        raise DataError(f"{src}: not a Label Studio export (no task has 'data'){hint}")
     return tasks
 
 
@@ -480,7 +488,7 @@ def to_studio(
     ``<tgt>/<name>_label_studio.json``.
     """
     src = Path(src)
-    samples = load_gt(src)
+    samples = load_gt(src, inside=False)  # tasks reference images; none is read
     mapping = parse_tags(tags) if isinstance(tags, str) or tags is None else dict(tags)
     if mapping:
         names = _Classes(mapping, "").names()

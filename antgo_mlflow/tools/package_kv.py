@@ -21,6 +21,7 @@ def package_kv(
     num: int = 100000,
     workers: int | None = None,
     antgo_template: bool = False,
+    data_roots: Iterable[str] | str | None = None,
 ) -> PackSummary:
     """Pack ``src`` into LMDB shards of ``num`` samples in ``tgt`` (arguments as ``package_tfrecord``).
 
@@ -29,4 +30,5 @@ def package_kv(
     """
     from antgo_mlflow.data.pack import pack
 
-    return pack(src, tgt, prefix, num=num, workers=workers, fmt="kv", antgo_template=antgo_template)
+    options = dict(num=num, workers=workers, antgo_template=antgo_template, data_roots=data_roots)
+    return pack(src, tgt, prefix, fmt="kv", **options)

@@ -22,6 +22,7 @@ def package_tfrecord(
     num: int = 100000,
     workers: int | None = None,
     antgo_template: bool = False,
+    data_roots: Iterable[str] | str | None = None,
 ) -> PackSummary:
     """Pack ``src`` into TFRecord shards of ``num`` samples in ``tgt``.
 
@@ -34,12 +35,13 @@ def package_tfrecord(
         workers: reading/encoding threads (default: CPUs, at most 8).
         antgo_template: also write antgo's sample-template fields a sample lacks, with antgo's
             defaults, so antgo's TFDataset reads the shards with its *default* description.
+        data_roots: folders besides each GT's own folder that its images may be in (images
+            anywhere else are refused; see ``antgo_mlflow.gt.io``).
 
     Example:
         >>> package_tfrecord("data/annotation.json", "shards", "hand", num=40000)
     """
     from antgo_mlflow.data.pack import pack
 
-    return pack(
-        src, tgt, prefix, num=num, workers=workers, fmt="tfrecord", antgo_template=antgo_template
-    )
+    options = dict(num=num, workers=workers, antgo_template=antgo_template, data_roots=data_roots)
+    return pack(src, tgt, prefix, fmt="tfrecord", **options)

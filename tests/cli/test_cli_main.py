@@ -115,3 +115,25 @@ def test_debug_shows_the_traceback_and_plain_mode_one_line(tmp_path, run_antgo):
     assert "Traceback (most recent call last)" in debug.stderr
     assert "DataError" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1].startswith("antgo: error: --src")
+
+
+def test_an_os_error_is_one_line_naming_the_users_path_not_the_staging_file(
+    tmp_path, capsys, monkeypatch
+):
+    """A full disk while writing: exit 2, one line naming out/a.png (not out/.antgo-tmp-*/a.png)."""
+    import errno
+
+    from antgo_mlflow.tools import extract_images as mod
+    from tests.tools._extract_data import make_image
+
+    make_image(tmp_path / "raw" / "a.png", 16, 12)
+
+    def full_disk(src, dst, max_size):
+        raise OSError(errno.ENOSPC, "No space left on device", dst)
+
+    monkeypatch.setattr(mod, "convert_image", full_disk)
+    out = tmp_path / "out"
+    res = run_inprocess(capsys, "tool", "extract/images", f"--src={tmp_path / 'raw'}",
+                        f"--tgt={out}", "--workers=1")  # fmt: skip
+    assert_one_line_error(res, f"{out / 'a.png'}: No space left on device")
+    assert ".antgo-tmp-" not in res.stderr and not out.exists()

@@ -119,3 +119,22 @@ def test_hash_is_stable_and_content_based(cfg_files):
     assert a.hash() == b.hash()
     b.merge_overrides(["optimizer.lr=1.0"])
     assert a.hash() != b.hash()
+
+
+def test_config_data_is_json_safe_and_rebuilds_an_equal_config(cfg_files):
+    import json
+
+    from antgo_mlflow.config import config_to_data
+
+    cfg = Config.fromfile(cfg_files / "child.py")
+    cfg.size = (32, 32)
+    data = cfg.to_data()
+    assert json.loads(json.dumps(data)) == data and data["size"] == [32, 32]
+    assert Config.from_data(data) == cfg
+    assert config_to_data({"model": {"type": "X", "act": print}}) is None  # not data: no config
+    with pytest.raises(ConfigError, match="model.act: builtin_function_or_method"):
+        config_to_data({"model": {"type": "X", "act": print}}, strict=True)
+    with pytest.raises(ConfigError, match="ckpt.pth: model: key 3 is not a string"):
+        Config.from_data({"model": {3: "x"}}, where="ckpt.pth")
+    with pytest.raises(ConfigError, match="expected a dict"):
+        Config.from_data("model = dict()", where="ckpt.pth")

@@ -52,6 +52,71 @@ def test_train_logs_a_finished_run_with_test_metrics_checkpoint_and_model(use_tr
     assert "antgo-train: test (best.pth): top_1=" in use_trained_store.stderr
 
 
+def test_checkpoints_record_the_config_as_plain_data_not_code(use_trained_store):
+    import json
+
+    import torch
+
+    ckpt = torch.load(use_trained_store.work_dir / "best.pth", weights_only=True)
+    data = ckpt["meta"]["config_dict"]
+    assert "config" not in ckpt["meta"]  # no config text: nothing a loader could execute
+    assert data["model"]["type"] == "ImageClassifier"
+    assert json.loads(json.dumps(data)) == data  # JSON-safe
+
+
+def test_training_run_inputs_name_their_manifest_schema_profile_and_the_test_set(
+    use_trained_store,
+):
+    """What the MLflow UI's Datasets panel shows: a path, the fields, counts; train, val, test."""
+    import json
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient().get_run(use_trained_store.run_id)
+    by_context = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    # the tiny run trains on the val split: MLflow keeps one input for the same name + digest
+    assert set(by_context) == {"train", "test"}
+    for context, dataset in by_context.items():
+        assert dataset.source_type == "local", context
+        uri = json.loads(dataset.source)["uri"]
+        assert uri.endswith("-manifest.json") and Path(uri).is_file(), (context, uri)
+        columns = {c["name"]: c["type"] for c in json.loads(dataset.schema)["mlflow_colspec"]}
+        assert columns["image"] == "binary" and columns["image_label"] == "long", columns
+        assert {"image_file", "tag", "height", "width"} <= set(columns)
+        profile = json.loads(dataset.profile)
+        assert profile["unlabelled"] == 0 and profile["classes"] == 10, profile
+    train = json.loads(by_context["train"].profile)  # the tiny run trains on the val split
+    assert train["samples"] == train["labelled"] == 179
+    assert train["class_counts"].startswith("0: 18, 1: 18")
+    assert by_context["test"].name == "test"
+
+
+def test_test_metrics_are_linked_to_the_logged_model_and_test_set(use_trained_store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(use_trained_store.run_id)
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    metrics = {m.key: m for m in model.metrics}
+    assert metrics["test/top_1"].value == run.data.metrics["test/top_1"]
+    test_input = next(i for i in run.inputs.dataset_inputs if i.tags[0].value == "test")
+    assert metrics["test/top_1"].dataset_digest == test_input.dataset.digest
+
+
+def test_the_printed_export_hint_is_the_way_the_run_was_started(use_trained_store):
+    """Started with `python -m ...train`: the hint is the export script, and it parses."""
+    import shlex
+
+    from antgo_mlflow.entrypoints.export import build_parser
+
+    line = next(ln for ln in use_trained_store.stderr.splitlines() if "export: " in ln)
+    argv = shlex.split(line.split("export: ", 1)[1])
+    assert argv[1:3] == ["-m", "antgo_mlflow.entrypoints.export"]
+    assert build_parser().parse_args(argv[3:]).run_id == use_trained_store.run_id
+
+
 def test_export_from_run_id_checks_parity_and_logs_onnx_to_a_child_run(use_trained_store, tmp_path):
     import mlflow
     import onnxruntime as ort
@@ -81,6 +146,9 @@ def test_export_from_run_id_checks_parity_and_logs_onnx_to_a_child_run(use_train
     model = mlflow.models.get_model_info(f"runs:/{child.info.run_id}/onnx_model")
     assert "onnx" in model.flavors
     assert tuple(model.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
+    # what the loader reads back: the training preprocessing
+    assert model.metadata["antgo.preprocess"]["size"] == [32, 32]
+    assert len(model.metadata["antgo.preprocess"]["mean"]) == 3
 
 
 def test_export_from_checkpoint_with_static_batch_and_old_opset(use_trained_store, tmp_path):
@@ -131,6 +199,8 @@ def test_export_of_a_run_without_checkpoint_is_one_line(use_trained_store, tmp_p
         (["--checkpoint", "missing.pth"], ["--checkpoint", "not found"]),
         (["--checkpoint", "x.pth", "--opset", "99"], ["--opset"]),
         (["--checkpoint", "x.pth", "--dynamic-batch", "maybe"], ["--dynamic-batch"]),
+        (["--checkpoint", "x.pth", "--output", "."], ["--output", "is a folder"]),
+        (["--checkpoint", "x.pth", "--trust-checkpoint-config", "perhaps"], ["--trust-"]),
     ],
 )
 def test_export_parameter_errors_are_one_line(args, fragments, tmp_path):
@@ -202,3 +272,10 @@ def test_mlflow_run_train_on_the_repository_project(tmp_path, monkeypatch):
     assert run.data.tags["mlflow.project.entryPoint"] == "train"
     assert "test/top_1" in run.data.metrics
     assert (tmp_path / "work" / "best.pth").is_file()
+    # params: what was given (no '' for parameters left out) and the resolved config
+    assert run.data.params["epochs"] == run.data.params["max_epochs"] == "1"
+    assert "''" not in run.data.params.values() and "lr" not in run.data.params
+    # the hint pastes as the run was started: local stays local (no environment to build)
+    hint = next(ln for ln in proc.stderr.splitlines() if "export: " in ln).split("export: ")[1]
+    assert hint.startswith("mlflow run ") and "--env-manager local" in hint
+    assert f"-P run_id={run.info.run_id}" in hint

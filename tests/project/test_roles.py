@@ -241,3 +241,77 @@ def test_concurrent_promotions_leave_one_product_and_a_consistent_history(
 def test_role_name_must_exist():
     with pytest.raises(UsageError, match="no such role"):
         roles.get_role("owner")
+
+
+def _fail_history_writes(monkeypatch):
+    """The store refuses the history record (as it would a value over its limit): fault injection."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    real = MlflowClient.set_model_version_tag
+
+    def refusing(self, name, version, key, value):
+        if key.startswith(roles.HISTORY_PREFIX):
+            raise MlflowException(
+                "'value' exceeds the maximum length", error_code="INVALID_PARAMETER_VALUE"
+            )
+        return real(self, name, version, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", refusing)
+    return lambda: monkeypatch.setattr(MlflowClient, "set_model_version_tag", real)
+
+
+def test_failed_role_change_leaves_no_trace(project, make_run, monkeypatch, cli):
+    first, second = make_run(project), make_run(project)
+    # a note no store can record is refused before anything is written
+    before = registry_state(project)
+    res = cli(
+        "add",
+        "product",
+        f"--project={project}",
+        "--exp=e1",
+        f"--id={first}",
+        "--note=" + "n" * 200_000,
+    )
+    assert (
+        res.code == 2
+        and "--note: 200000 characters" in res.stderr
+        and "nnnnnnnnnn" * 50 not in res.stderr
+    )
+    assert registry_state(project) == before
+    # a write failing part-way: the registered model, version, alias and stage it made are undone
+    restore = _fail_history_writes(monkeypatch)
+    with pytest.raises(Exception, match="maximum length"):
+        roles.add_role(project, "product", "e1", first)
+    assert registry_state(project) == before
+    restore()
+    assert roles.add_role(project, "product", "e1", first).changed  # the retry really changes
+    roles.add_role(project, "expert", "e1", first)
+    # an expert change failing after the role tag and the champion alias moved
+    before = registry_state(project)
+    restore = _fail_history_writes(monkeypatch)
+    with pytest.raises(Exception, match="maximum length"):
+        roles.add_role(project, "expert", "e1", second)
+    with pytest.raises(Exception, match="maximum length"):
+        roles.demote(project, "product")
+    assert registry_state(project) == before
+    restore()
+    change = roles.add_role(project, "expert", "e1", second)
+    assert change.changed and "already" not in change.message
+    assert _alias(project, "champion") == change.version
+
+
+def test_a_lock_whose_holder_died_is_broken_at_once(project, make_run):
+    from antgo_mlflow.owner import current_owner
+
+    client = get_client()
+    roles.add_role(project, "product", "e1", make_run(project))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    holder = {f"antgo.lock.{k}": v for k, v in {**current_owner(), "pid": dead}.items()}
+    lock = project + roles.LOCK_SUFFIX
+    client.create_registered_model(lock, tags={"antgo.lock.since": str(time.time()), **holder})
+    start = time.monotonic()
+    assert roles.demote(project, "product").changed
+    assert time.monotonic() - start < 10  # not LOCK_TIMEOUT_S, nor LOCK_STALE_S
+    assert client.search_registered_models(f"name='{lock}'") == []

@@ -92,6 +92,89 @@ def test_a_large_setting_is_a_settings_run_artifact(project, tmp_path):
     assert run.data.tags["antgo.kind"] == "settings" and run.info.status == "FINISHED"
 
 
+SECRET = "s3cret-Pa55word"
+
+
+def _everything_mlflow_holds(project) -> str:
+    """Every tag of the project experiment and of its runs (settings runs too), as one text."""
+    client = get_client()
+    experiment = client.get_experiment_by_name(project)
+    runs = client.search_runs([experiment.experiment_id])
+    return json.dumps([experiment.tags] + [[r.data.tags, r.data.params] for r in runs])
+
+
+def test_white_user_passwords_never_reach_mlflow(project, tmp_path, cli):
+    antgo_style = _cfg(
+        tmp_path, "al.py",
+        f"metas = dict(category=['a'])\nwhite_users = {{'jian@baidu.com': {{'password': '{SECRET}'}}}}\n",
+    )  # fmt: skip
+    before = registry_state(project)
+    res = cli("update", "project/activelearning", f"--project={project}", f"--config={antgo_style}")
+    assert res.code == 2 and "white_users holds passwords" in res.stderr
+    assert SECRET not in res.stderr and registry_state(project) == before
+    # names in the settings, passwords in a file only its owner can read
+    secrets = tmp_path / "annotators"
+    secrets.write_text(f"alice:{SECRET}\n")
+    secrets.chmod(0o644)
+    names_only = _cfg(
+        tmp_path, "al2.py",
+        f"metas = dict(category=['a'])\nwhite_users = ['alice']\nwhite_users_file = {str(secrets)!r}\n",
+    )  # fmt: skip
+    res = cli("update", "project/activelearning", f"--project={project}", f"--config={names_only}")
+    assert res.code == 2 and "chmod 600" in res.stderr
+    secrets.chmod(0o600)
+    stored = st.update_setting(project, "activelearning", config=names_only)
+    assert stored["config"]["white_users"] == ["alice"]
+    assert stored["config"]["white_users_file"] == str(secrets)
+    assert SECRET not in _everything_mlflow_holds(project)
+    # a secret under any key is refused (e.g. a submitter's ssh password)
+    token = _cfg(tmp_path, "sub.py", f"method = 'ssh'\nssh = dict(host='h', password='{SECRET}')\n")
+    res = cli("update", "project/submitter", f"--project={project}", f"--config={token}")
+    assert (
+        res.code == 2 and "ssh.password holds a secret" in res.stderr and SECRET not in res.stderr
+    )
+    # a setting stored by an older version still shows masked
+    from antgo_mlflow.project.projects import put_json_tag
+
+    client = get_client()
+    old = {"method": "ac", "config": {"white_users": {"bob": {"password": SECRET}}}}
+    put_json_tag(client, client.get_experiment_by_name(project), st.SETTINGS_PREFIX + "label", old)
+    res = cli("show", "project", f"--project={project}", "--json")
+    assert res.code == 0 and "bob" in res.stdout and SECRET not in res.stdout
+
+
+def test_passwords_on_the_command_line_are_refused(tmp_path, cli, monkeypatch):
+    res = cli("tool", "label/start", f"--src={tmp_path}", f"--tgt={tmp_path / 'out'}",
+              "--tags=Car:0", f"--white-users=ann:{SECRET}")  # fmt: skip
+    assert res.code == 2 and "--white-users: give user names only" in res.stderr
+    assert SECRET not in res.stderr and not (tmp_path / "out").exists()
+    res = cli("tool", "browser/images", f"--src={tmp_path}", f"--white-users=ann:{SECRET}")
+    assert res.code == 2 and SECRET not in res.stderr
+    # an entry-point parameter named like a secret would be an MLflow param and an argument
+    from antgo_mlflow.project.projects import create_project
+
+    create_project(name="sec")
+    (tmp_path / "e1").mkdir()
+    (tmp_path / "e1" / "MLproject").write_text(
+        "name: e1\nentry_points:\n  train:\n    command: x\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    res = cli("train", "--project=sec", "--exp=e1", "-P", f"db_password={SECRET}")
+    assert res.code == 2 and "-P db_password: secrets never go into params" in res.stderr
+    assert (
+        SECRET not in res.stderr
+        and get_client().search_runs([get_client().get_experiment_by_name("sec").experiment_id])
+        == []
+    )
+
+
+def test_params_and_config_snapshots_hold_no_secret():
+    from antgo_mlflow.engine.hooks.mlflow_logger import _param_items
+
+    params = {p.key: p.value for p in _param_items({"ssh.password": SECRET, "lr": 0.1})}
+    assert params == {"ssh.password": "***", "lr": "0.1"}
+
+
 def test_submitter_resources_from_flags_keep_the_method(project):
     """antgo's `update project/submitter --gpu --cpu --memory`: the request, laid over what is stored."""
     assert st.update_setting(project, "submitter", name="ssh")["config"] == {}

@@ -78,6 +78,9 @@ def _rect(label, x, y, w=64, h=48):
 def test_label_start_sends_tasks_waits_and_writes_gt(gt_dir, tmp_path):
     port = free_port()
     tgt = tmp_path / "labelled"
+    secrets_file = tmp_path / "annotators"
+    secrets_file.write_text(f"ann:{PASSWORD}\n")
+    secrets_file.chmod(0o600)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -89,7 +92,8 @@ def test_label_start_sends_tasks_waits_and_writes_gt(gt_dir, tmp_path):
             f"--tgt={tgt}",
             "--tags=Car:0,Train:1",
             "--type=RECT",
-            f"--white-users=ann:{PASSWORD}",
+            "--white-users=ann",
+            f"--white-users-file={secrets_file}",
             f"--port={port}",
             "--timeout=400",
         ],

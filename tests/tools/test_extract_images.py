@@ -294,3 +294,40 @@ def test_extract_modules_import_neither_torch_nor_mlflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["antgo-only", "process-group"])
+def test_sigterm_during_extract_ends_quietly_and_leaves_the_target_as_before(tmp_path, group):
+    """SIGTERM to antgo (or to its whole group, as `timeout` or a scheduler sends it) while the
+    worker pool converts: one line, no worker tracebacks, the target exactly as before."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    raw = tmp_path / "raw"
+    for i in range(120):
+        make_image(raw / f"{i:03d}.png", 160, 120, seed=i)
+    tgt = tmp_path / "out"
+    tgt.mkdir()
+    (tgt / "annotation.json").write_text("[]")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "antgo_mlflow", "tool", "extract/images", f"--src={raw}",
+         f"--tgt={tgt}", "--max-size=40", "--workers=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while not any(p.suffix == ".png" for p in tgt.glob(".antgo-tmp-*/*")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert [line for line in err.splitlines() if line.strip()] == ["antgo: terminated"]
+    assert sorted(p.name for p in tgt.iterdir()) == ["annotation.json"]
+    assert (tgt / "annotation.json").read_text() == "[]"

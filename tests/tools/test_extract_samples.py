@@ -37,10 +37,10 @@ def test_same_seed_same_subset_written_beside_src(gt):
 def test_output_in_another_folder_keeps_image_paths_valid(gt, tmp_path):
     summary = extract_samples(gt, 5, tgt=tmp_path / "subsets")
     assert summary.annotation == tmp_path / "subsets" / "annotation_samples_5.json"
-    for s in load_gt(summary.annotation):
+    for s in load_gt(summary.annotation, inside=False):
         assert s["image_file"].startswith("../ds/imgs/")
         assert (
-            resolve_image_path(summary.annotation, s).resolve()
+            resolve_image_path(summary.annotation, s, extra_roots=gt.parent).resolve()
             == (gt.parent / "imgs" / f"{int(s['tag']):03d}.jpg").resolve()
         )
 

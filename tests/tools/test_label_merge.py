@@ -52,7 +52,7 @@ def test_merge_unions_instances_and_reports_conflicts(tmp_path, run_antgo):
     res = run_antgo("tool", "label/merge", f"--src={a},{b}", f"--tgt={tmp_path / 'm'}")
     assert res.code == 0, res
     assert "1 conflicts" in res.stderr
-    merged = load_gt(tmp_path / "m" / "annotation.json")
+    merged = load_gt(tmp_path / "m" / "annotation.json", inside=False)
     assert [s["image_file"] for s in merged] == ["../img/x.png", "../img/y.png", "../img/z.png"]
     x = merged[0]
     assert x["bboxes"] == [[0, 0, 5, 5], [1, 1, 9, 9]] and x["labels"] == [0, 2]
@@ -81,7 +81,7 @@ def test_conflicting_class_indices_refused_then_remapped(tmp_path, run_antgo):
     assert not (tmp_path / "m").exists()
     res = run_antgo("tool", "label/merge", f"--src={a},{b}", f"--tgt={tmp_path / 'm'}", "--remap")
     assert res.code == 0, res
-    merged = load_gt(tmp_path / "m" / "annotation.json")
+    merged = load_gt(tmp_path / "m" / "annotation.json", inside=False)
     assert [s["labels"] for s in merged] == [[1], [1]]  # both are 'bus' in the merged list
     assert read_meta(tmp_path / "m")["meta"]["category"] == ["car", "bus"]
 

@@ -73,8 +73,10 @@ def _now_ms() -> int:
 
 
 def _param_items(flat: Mapping[str, Any]) -> list[Param]:
+    from antgo_mlflow.credentials import redact
+
     params = []
-    for key, value in flat.items():
+    for key, value in redact(dict(flat)).items():  # a password in a config never becomes a param
         text = json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
         params.append(Param(str(key)[:PARAM_KEY_LIMIT], text[:PARAM_VALUE_LIMIT]))
     return params
@@ -194,6 +196,8 @@ class MlflowLoggerHook(Hook):
         self._example: np.ndarray | None = None
         self._logged_ckpts: set[str] = set()
         self._ended = False
+        self._heartbeat = None  # engine.run_owner: owner tags + heartbeat while training
+        self._logged_until: dict[str, int] = {}  # a resumed run skips steps logged before a kill
         # Seconds spent in this hook: run setup, during epochs (step metrics, flushes), finish.
         self.timing = {"setup": 0.0, "epochs": 0.0, "finish": 0.0}
         if not by_epoch:  # antgo configs carry by_epoch=True; False would be silently ignored
@@ -235,6 +239,9 @@ class MlflowLoggerHook(Hook):
                 run = client.create_run(exp_id, tags=tags, run_name=run_name)
                 self.run_id, self.owns_run = run.info.run_id, True
         runner.run_id = self.run_id
+        from antgo_mlflow.engine.run_owner import take_over
+
+        self._heartbeat, self._logged_until = take_over(client, self.run_id, resumed)
         client.update_run(self.run_id, status="RUNNING")
         if os.environ.get(RUN_ID_FILE_ENV):
             from antgo_mlflow.fileio import atomic_write_text
@@ -274,7 +281,10 @@ class MlflowLoggerHook(Hook):
         with tempfile.TemporaryDirectory() as tmp:
             name = Path(cfg.filename).name if cfg.filename else "config.py"
             path = Path(tmp) / name
-            cfg.dump(path)
+            from antgo_mlflow.config import Config
+            from antgo_mlflow.credentials import redact
+
+            Config(redact(cfg.to_dict()), cfg.filename).dump(path)  # the snapshot holds no secret
             client.log_artifact(self.run_id, str(path))
         self.interval = self.interval or runner.log_interval
         self._last_send = time.perf_counter()
@@ -319,6 +329,10 @@ class MlflowLoggerHook(Hook):
     def _send(self) -> None:
         if self._pending and self.run_id:
             batch, self._pending = self._pending, []
+            if self._logged_until:
+                batch = [m for m in batch if m.step > self._logged_until.get(m.key, -1)]
+                if not batch:
+                    return
             self._ops.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
             self._last_send = time.perf_counter()
 
@@ -427,6 +441,8 @@ class MlflowLoggerHook(Hook):
 
     def _end(self, runner, status: str, force: bool = False) -> None:
         self._ended = True
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         active = mlflow.active_run()
         if active is not None and active.info.run_id == self.run_id:
             if force:  # end the caller's run too, so its `with` block does not overwrite the status

@@ -16,7 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from antgo_mlflow.semi.pseudo_label import Preprocess, pseudo_label
+from antgo_mlflow.inference import Preprocess
+from antgo_mlflow.inference.pseudo_label import pseudo_label
 from tests.helpers import assert_one_line_error
 
 
@@ -126,15 +127,17 @@ def test_a_pytorch_checkpoint_is_a_model_too(tmp_path, dataset):
     from antgo_mlflow.registry import MODELS
 
     folder, images = dataset
-    config = (
-        "model = dict(type='ImageClassifier', backbone=dict(type='WideResNet', num_classes=10, "
-        "depth=10, widen_factor=1, bn_momentum=0.1), head=dict(type='ClsHead'))\n"
+    cfg = dict(
+        type="ImageClassifier",
+        backbone=dict(type="WideResNet", num_classes=10, depth=10, widen_factor=1, bn_momentum=0.1),
+        head=dict(type="ClsHead"),
     )
     torch.manual_seed(0)
-    cfg = {}
-    exec(config, cfg)
-    model = MODELS.build(cfg["model"]).eval()
-    torch.save({"meta": {"config": config}, "state_dict": model.state_dict()}, tmp_path / "m.pth")
+    model = MODELS.build(cfg).eval()
+    torch.save(
+        {"meta": {"config_dict": {"model": cfg}}, "state_dict": model.state_dict()},
+        tmp_path / "m.pth",
+    )
     result = pseudo_label([str(tmp_path / "m.pth")], folder, tmp_path / "out", threshold=0.5)
     with torch.no_grad():
         want = model.predict(torch.from_numpy(Preprocess()(list(images)))).numpy()

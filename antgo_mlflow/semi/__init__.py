@@ -1,1 +1,0 @@
-"""Semi-supervised helpers: pseudo-labelling unlabeled data with expert models."""
