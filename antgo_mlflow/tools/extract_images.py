@@ -208,7 +208,8 @@ def extract_images(
         random.Random(seed).shuffle(chosen)
     categories: list[str] = []
     if label_from == "folder":
-        categories = class_folders(chosen)
+        # classes from image files only: a folder of notes is not a class
+        categories = class_folders([r for r in chosen if r.suffix.lower() in IMAGE_EXTS])
         if not categories:
             raise DataError(
                 f"--src {src_dir}: --label-from=folder needs one sub-folder per class "
