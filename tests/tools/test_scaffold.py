@@ -106,6 +106,9 @@ def test_scaffold_trains_tests_and_exports_with_main_py(tmp_path):
     assert train.returncode == 0, train.stderr[-3000:]
     ckpt_dir = tmp_path / "output" / "mycls" / "output" / "checkpoint"
     assert (ckpt_dir / "best.pth").is_file() and (ckpt_dir / "epoch_1.pth").is_file()
+    assert "test (best.pth): top_1=" in train.stdout  # the tutorial says to look at it
+    hint = next(ln for ln in train.stdout.splitlines() if ln.startswith("export: "))
+    assert "mycls/main.py --exp=mycls --process=export --run-id=" in hint  # started directly
 
     test = subprocess.run(
         [*main, "--process=test", f"--json={tmp_path / 'eval.json'}"],
