@@ -39,7 +39,10 @@ EXTRAS = {
         "psutil>=5.9",
     ],
     "active": ["cleanlab>=2.6"],
-    "hpo": ["optuna>=3.5"],
+    # psycopg2: PostgreSQL storage for workers on several machines; cmaes: --sampler=cmaes;
+    # optuna-dashboard: `optuna-dashboard <storage>` (optional: also as the hpo-dashboard extra)
+    "hpo": ["optuna>=4.9", "psycopg2-binary>=2.9", "cmaes>=0.10", "matplotlib>=3.7"],
+    "hpo-dashboard": ["optuna-dashboard>=0.16"],
     # paramiko: the SSH submitter; docker: the Docker submitter; pyyaml: the submitter files
     "submit": ["paramiko>=3.4", "docker>=7", "pyyaml>=5.1"],
     "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.5"],

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env as antgo_env
 from antgo_mlflow.errors import ConfigError, UsageError
 
 MASK = "***"
-WHITE_USERS_ENV = "ANTGO_WHITE_USERS"
+WHITE_USERS_ENV = antgo_env.ANTGO_WHITE_USERS
 _SECRET = re.compile(
     r"(^|[._-])(pass(word|wd|phrase)?|secrets?|token|api[_-]?key|access[_-]?key|credentials?)$",
     re.IGNORECASE,
@@ -120,7 +121,7 @@ def white_user_passwords(
         where, text = str(file), read_secret_file(file, "--white-users-file")
     else:
         env = env or WHITE_USERS_ENV
-        where, text = f"${env}", os.environ.get(env, "")
+        where, text = f"${env}", antgo_env.text(env) or ""
         if not text and names:
             raise UsageError(
                 f"white users {', '.join(names)}: no passwords given; put name:password lines in "

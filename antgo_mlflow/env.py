@@ -15,6 +15,58 @@ ANTGO_DEBUG = "ANTGO_DEBUG"
 #: Folder of per-user machine configuration (registered submitters). Default ~/.config/antgo-mlflow;
 #: created 0700, files in it 0600. Tests point it at a temporary folder.
 ANTGO_CONFIG_DIR = "ANTGO_CONFIG_DIR"
+#: Extra folders (``os.pathsep``-separated) a GT file's images may live in besides its own folder.
+ANTGO_DATA_ROOTS = "ANTGO_DATA_ROOTS"
+#: Project / experiment overriding the ``MLproject`` marker (``antgo train`` sets them for the child).
+ANTGO_PROJECT = "ANTGO_PROJECT"
+ANTGO_EXP = "ANTGO_EXP"
+#: Set by the DDP launcher: rank 0 writes the MLflow run id / a one-line error into these files.
+ANTGO_RUN_ID_FILE = "ANTGO_RUN_ID_FILE"
+ANTGO_ERROR_FILE = "ANTGO_ERROR_FILE"
+#: Seconds between run heartbeats (default 30), and the age after which a heartbeat from another
+#: host means the run's owner is gone (default 300).
+ANTGO_HEARTBEAT_S = "ANTGO_HEARTBEAT_S"
+ANTGO_HEARTBEAT_TIMEOUT_S = "ANTGO_HEARTBEAT_TIMEOUT_S"
+#: The Label Studio virtualenv (default ~/.cache/antgo-mlflow/label-studio-venv).
+ANTGO_LABEL_STUDIO_VENV = "ANTGO_LABEL_STUDIO_VENV"
+#: Annotator passwords, ``name:password`` lines (a 0600 file via --white-users-file is preferred).
+ANTGO_WHITE_USERS = "ANTGO_WHITE_USERS"
+
+
+def text(name: str) -> str | None:
+    """The value of ``name``, None when unset or empty."""
+    return os.environ.get(name) or None
+
+
+def progress_enabled() -> bool:
+    """False when ``ANTGO_PROGRESS=0``."""
+    return os.environ.get(ANTGO_PROGRESS, "1") != "0"
+
+
+def progress_forced() -> bool | None:
+    """``ANTGO_PROGRESS``: ``0`` -> False (no bars), any other value -> True (bars even in a
+    file), unset or empty -> None (bars on a terminal only, see ``antgo_mlflow.progress``)."""
+    value = os.environ.get(ANTGO_PROGRESS, "").strip()
+    return None if not value else value != "0"
+
+
+def debug() -> bool:
+    """True when ``ANTGO_DEBUG=1``."""
+    return os.environ.get(ANTGO_DEBUG) == "1"
+
+
+def data_roots() -> list[str]:
+    """The folders of ``ANTGO_DATA_ROOTS`` (empty entries dropped)."""
+    return [r for r in os.environ.get(ANTGO_DATA_ROOTS, "").split(os.pathsep) if r.strip()]
+
+
+def seconds(name: str, default: float) -> float:
+    """A positive number of seconds from ``name``; ``default`` when unset, not a number or <= 0."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def cache_dir() -> Path:

@@ -7,19 +7,20 @@ into the log's lines.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable
 from typing import TypeVar
+
+from antgo_mlflow import env
 
 T = TypeVar("T")
 
 
 def bars_enabled() -> bool:
     """True when progress bars should be drawn (see the module docstring)."""
-    value = os.environ.get("ANTGO_PROGRESS", "").strip()
-    if value:
-        return value != "0"
+    forced = env.progress_forced()
+    if forced is not None:
+        return forced
     stream = sys.stderr
     try:
         return bool(stream is not None and stream.isatty())

@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import difflib
 import fnmatch
@@ -225,16 +224,6 @@ def check_kwargs(obj: Callable, kwargs: Mapping[str, Any], path: str, type_name:
     for n, p in named.items():
         if p.default is inspect.Parameter.empty and n not in kwargs and not has_var_positional:
             raise RegistryError(f"{path}: {type_name} needs argument {n!r}")
-
-
-@contextlib.contextmanager
-def building(path: str, cfg: Any):
-    """Declare that ``cfg`` at ``path`` is being built, so nested builds name their path."""
-    token = _BUILDING.set((path, cfg))
-    try:
-        yield
-    finally:
-        _BUILDING.reset(token)
 
 
 # The named registries. `locations` are imported on first lookup.

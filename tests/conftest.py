@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -71,11 +73,9 @@ def run_antgo():
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    import socket
+    from antgo_mlflow.review.browser import free_port as pick
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return pick()
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +106,13 @@ def mlflow_server(tmp_path_factory):
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its uvicorn and job-runner children are stopped with it
     )
+
+    def stop(sig) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -117,17 +123,18 @@ def mlflow_server(tmp_path_factory):
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
+            stop(signal.SIGKILL)
             raise RuntimeError(
                 f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
             )
         time.sleep(0.5)
     yield url
-    proc.terminate()
+    stop(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        pass
+    stop(signal.SIGKILL)  # whatever of the group is left
     log.close()
 
 

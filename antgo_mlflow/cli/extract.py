@@ -11,6 +11,7 @@ from antgo_mlflow.cli.options import (
     POSITIVE_INT,
 )
 from antgo_mlflow.cli.package import data_root_option
+from antgo_mlflow.tools.tags import TAGS_HELP
 
 SRC_HELP = "Input folder."
 
@@ -139,14 +140,14 @@ def extract_videos_cmd(src, tgt, frame_rate, max_size, ext):
 @click.command("extract/coco")
 @click.option("--src", required=True, help="COCO instances JSON file.")
 @click.option("--tgt", required=True, help="Output dataset folder.")
-@click.option("--tags", default=None, help="Category mapping name:index,... (others dropped).")
+@click.option("--tags", default=None, help=f"Category mapping: {TAGS_HELP} (others dropped).")
 @click.option(
     "--images", default=None, help="Folder of the COCO images [default: the JSON's folder]."
 )
 def extract_coco_cmd(src, tgt, tags, images):
     """Convert a COCO instances JSON into a standard GT dataset, one sample per image.
 
-    Each sample holds all boxes of its image (COCO xywh -> absolute xyxy), labels, segments in
+    Each sample holds all boxes of its image (COCO xywh -> absolute xyxy, 2 decimals), labels, segments in
     COCO's encoding (flat polygons [[x0,y0,x1,y1,...],...] or RLE dicts as given) and keypoints
     as joints2d. Crowd annotations are kept with box_visibility 0 and iscrowd 1. Labels come
     from --tags (name:index; other categories are dropped) or else from the COCO category ids

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
 import click
 
-from antgo_mlflow import __version__
+from antgo_mlflow import __version__, env
 from antgo_mlflow.cli.lazy import LazyGroup
 from antgo_mlflow.errors import one_line as _one_line
 from antgo_mlflow.errors import os_error_line
@@ -24,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("antgo_mlflow.cli.projects:promote", "Give a model version a role (alias)."),
     "demote": ("antgo_mlflow.cli.projects:demote", "Take a role (alias) from a model version."),
     "train": ("antgo_mlflow.cli.projects:train", "Run an experiment's train entry point."),
+    "hpo": ("antgo_mlflow.cli.hpo:hpo", "Hyper-parameter search (Optuna), trials as MLflow runs."),
     "submitter": (
         "antgo_mlflow.cli.submitter:submitter",
         "Register where jobs run: SSH hosts, Docker, a submit script.",
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     from antgo_mlflow.interrupts import Terminated, sigterm_raises
 
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("ANTGO_DEBUG") == "1"
+    debug = "--debug" in args or env.debug()
 
     def fail(message: str, code: int = 2) -> None:
         if debug:

@@ -10,10 +10,11 @@ import json
 import click
 
 from antgo_mlflow.errors import UsageError
+from antgo_mlflow.project.data_registry import SPLITS as DATA_SPLITS
+from antgo_mlflow.project.roles import ROLES
+from antgo_mlflow.project.settings import KINDS as SETTING_KINDS
 
-DATA_SPLITS = ("train/label", "train/unlabel", "val", "test")
-ROLE_NAMES = ("product", "expert", "baseline")
-SETTING_KINDS = ("submitter", "label", "semi", "distillation", "activelearning")
+ROLE_NAMES = tuple(ROLES)
 
 
 def _run(fn, *args, **kwargs):
@@ -199,7 +200,7 @@ def _make_add_role(role: str):
             _run(add_role, project, role, exp, run_id, note=note, keep_champion=keep_champion)
         )
 
-    alias = {"product": "production", "expert": "champion", "baseline": "staging"}[role]
+    alias = ROLES[role].alias
     example = f"antgo add {role} --project=mycls --exp=mycls1 --id=$RUN_ID"
     if role == "product":  # --id is optional there: both forms
         example = f"antgo add {role} --project=mycls --exp=mycls1\n  {example}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from antgo_mlflow.cli.options import PORT, POSITIVE_FLOAT
+from antgo_mlflow.tools.tags import TAGS_HELP
 
 
 def _csv(value: str | None) -> list[str]:
@@ -116,7 +117,7 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 @click.option("--to", "to", is_flag=True, help="GT -> Label Studio tasks (with annotations).")
 @click.option("--src", required=True, help="Input JSON (export with --from, GT with --to).")
 @click.option("--tgt", default=".", show_default=True, help="Output folder.")
-@click.option("--tags", help="Class name:index pairs, e.g. lefthand:0,righthand:1.")
+@click.option("--tags", help=f"Classes: {TAGS_HELP}.")
 @click.option(
     "--prefix",
     default="",
@@ -127,6 +128,11 @@ def filter_tags_cmd(src, tgt, tags, no_tags, dataset_name, out_dir):
 )
 def label_studio_cmd(from_, to, src, tgt, tags, prefix, allow_rotation):
     """Convert Label Studio JSON exports to GT (--from) and back (--to).
+
+    --to exports boxes, polygons, keypoints and image choices. COCO RLE masks (the crowd regions
+    of real COCO sets) have no Label Studio form: their box is exported, the mask dropped, and
+    the summary says how many. The crowd flag travels as a per-region choice "crowd" and comes
+    back with --from (iscrowd 1, box_visibility 0).
 
     \b
     Example:
@@ -144,7 +150,11 @@ def label_studio_cmd(from_, to, src, tgt, tags, prefix, allow_rotation):
         click.echo(f"{r['samples']} samples -> {r['gt']}{skipped}")
     else:
         r = label_studio.to_studio(src, tgt, tags, prefix)
-        click.echo(f"{r['tasks']} tasks -> {r['json']}")
+        n = r["rle_masks_dropped"]
+        rle = (
+            f" ({n} RLE masks dropped: Label Studio has no RLE; their boxes are kept)" if n else ""
+        )
+        click.echo(f"{r['tasks']} tasks -> {r['json']}{rle}")
 
 
 @click.command("label/merge")
@@ -179,7 +189,7 @@ def label_merge_cmd(src, tgt, remap, to_):
 @click.command("label/start")
 @click.option("--src", required=True, help="GT JSON file with the images to label.")
 @click.option("--tgt", default=".", show_default=True, help="Output folder.")
-@click.option("--tags", required=True, help="Classes, e.g. Car:0,Train:1.")
+@click.option("--tags", required=True, help=f"Classes: {TAGS_HELP}.")
 @click.option(
     "--type",
     "label_type",

@@ -36,11 +36,11 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from antgo_mlflow.data.decode import decode_image
+from antgo_mlflow.data.manifest import SHARD_RE
 from antgo_mlflow.data.records import decode_features, parse_example
 from antgo_mlflow.errors import ConfigError, DataError, ShardError
 from antgo_mlflow.registry import DATASETS
 
-_SET_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})-(?P<kind>tfrecord|kvrecord)$")
 _SUFFIX = {"tfrecord": "-tfrecord", "kv": "-kvrecord"}
 
 
@@ -103,12 +103,18 @@ def _entries(data_folder, data_path_list) -> list[str]:
     return out
 
 
+def _shard_match(name: str) -> re.Match | None:
+    """The shard-name match of a data shard (``-tfrecord`` / ``-kvrecord``), not of an index."""
+    m = SHARD_RE.match(name)
+    return m if m and m["kind"] != "index" else None
+
+
 def _complete_set(files: list[Path], where: str) -> list[Path]:
     """Sort antgo-style shard files and check that every ``-of-N`` set is complete."""
     groups: dict[tuple[str, int], dict[int, Path]] = {}
     loose: list[Path] = []
     for f in files:
-        m = _SET_RE.match(f.name)
+        m = _shard_match(f.name)
         if not m:
             loose.append(f)
             continue
@@ -167,7 +173,7 @@ def resolve_source(entry: str, fmt: str) -> ShardSource:
     manifest = Path(str(path) + MANIFEST_SUFFIX)
     if manifest.is_file():
         return from_manifests([manifest])
-    files = [f for f in path.parent.glob(f"{path.name}-*-of-*{suffix}") if _SET_RE.match(f.name)]
+    files = [f for f in path.parent.glob(f"{path.name}-*-of-*{suffix}") if _shard_match(f.name)]
     if not files:
         raise DataError(
             f"{entry}: no {suffix[1:]} shards found (expected a folder, a {suffix} file, a shard "
@@ -640,11 +646,6 @@ def _buffer_shuffle(items, size: int, seed) -> Iterator:
         buffer[j] = item
     rng.shuffle(buffer)
     yield from buffer
-
-
-def build_dataset(cfg: dict) -> Dataset:
-    """``DATASETS.build(cfg)`` (kept here so callers need not know the registry)."""
-    return DATASETS.build(cfg)
 
 
 __all__ = ["KVDataset", "ShardSource", "TFDataset", "TFStreamDataset", "resolve_source"]

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import weakref
 from pathlib import Path
 
+from antgo_mlflow.data.manifest import shard_name
 from antgo_mlflow.errors import ShardError
 
 META_KEY = b"__antgo_mlflow_meta__"
-KV_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})-kvrecord$")
 _INITIAL_MAP_SIZE = 64 << 20
 
 
 def kv_name(prefix: str, i: int, n: int) -> str:
     """antgo's KV shard name: ``"%s-%.5d-of-%.5d-kvrecord" % (prefix, i, n)``."""
-    return f"{prefix}-{i:05d}-of-{n:05d}-kvrecord"
+    return shard_name(prefix, i, n, "kvrecord")
 
 
 def sample_key(prefix: str, index: int) -> bytes:

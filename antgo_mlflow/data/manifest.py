@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ from antgo_mlflow.errors import ShardError
 
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = "-manifest.json"
+#: antgo's shard file names: ``<prefix>-00000-of-00003-tfrecord`` / ``-index`` / ``-kvrecord``.
+SHARD_RE = re.compile(
+    r"^(?P<prefix>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})-(?P<kind>tfrecord|index|kvrecord)$"
+)
+
+
+def shard_name(prefix: str, i: int, n: int, kind: str = "tfrecord") -> str:
+    """antgo's shard file name: ``"%s-%.5d-of-%.5d-<kind>" % (prefix, i, n)``."""
+    return f"{prefix}-{i:05d}-of-{n:05d}-{kind}"
 
 
 def manifest_path(folder: str | os.PathLike, prefix: str) -> Path:

@@ -24,7 +24,6 @@ Shared by ``antgo_mlflow.tools.package_tfrecord`` and ``package_kv``. Guarantees
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import re
@@ -42,7 +41,6 @@ from typing import Any
 from antgo_mlflow.errors import DataError, GTFormatError, UsageError
 
 FORMATS = ("tfrecord", "kv")
-_SHARD_FILE = re.compile(r"-\d{5,}-of-\d{5,}-(tfrecord|index|kvrecord)$")
 
 
 @dataclass
@@ -418,18 +416,15 @@ def _class_names(sources: list[_Source]) -> list[str]:
     return []
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _old_files(tgt: Path, prefix: str) -> list[str]:
     """Names of the current shard set of ``prefix`` in ``tgt`` (shards and indexes)."""
-    pattern = re.compile(re.escape(prefix) + _SHARD_FILE.pattern)
-    return sorted(f.name for f in tgt.iterdir() if pattern.fullmatch(f.name) and f.is_file())
+    from antgo_mlflow.data.manifest import SHARD_RE
+
+    return sorted(
+        f.name
+        for f in tgt.iterdir()
+        if (m := SHARD_RE.match(f.name)) and m["prefix"] == prefix and f.is_file()
+    )
 
 
 def pack(
@@ -495,7 +490,12 @@ def _pack_into(
 ) -> PackSummary:
     from antgo_mlflow.data.commit import commit
     from antgo_mlflow.data.lmdb_store import kv_name
-    from antgo_mlflow.data.manifest import build_manifest, manifest_path, write_manifest
+    from antgo_mlflow.data.manifest import (
+        build_manifest,
+        manifest_path,
+        sha256_file,
+        write_manifest,
+    )
     from antgo_mlflow.data.tfrecord import format_index, shard_name
     from antgo_mlflow.progress import progress
 
@@ -562,7 +562,7 @@ def _pack_into(
                 "count": count,
                 "start": i * num,
                 "bytes": path.stat().st_size,
-                "sha256": _sha256(path),
+                "sha256": sha256_file(path),
                 "label_counts": {str(c): n for c, n in sorted(labels[i].items())},
             }
             moves.append((path, tgt / final))
@@ -571,7 +571,7 @@ def _pack_into(
                 index_path = staging.path / f"{i:05d}.index"
                 index_path.write_bytes(format_index(index))
                 entry["index"] = index_name
-                entry["index_sha256"] = _sha256(index_path)
+                entry["index_sha256"] = sha256_file(index_path)
                 moves.append((index_path, tgt / index_name))
             shard_entries.append(entry)
             summary.shards.append(tgt / final)
@@ -580,7 +580,7 @@ def _pack_into(
         for s, st in zip(sources, source_stats, strict=True):
             item = {"path": str(s.path.resolve()), "kind": s.kind}
             if s.kind == "gt":
-                item.update(sha256=_sha256(s.path), samples=st["samples"], kept=st["kept"])
+                item.update(sha256=sha256_file(s.path), samples=st["samples"], kept=st["kept"])
             sources_meta.append(item)
         manifest = build_manifest(
             fmt, prefix, shard_entries, _class_names(sources), sources_meta, summary.dropped

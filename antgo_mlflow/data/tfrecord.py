@@ -10,33 +10,19 @@ per record (what ``tfrecord.tools.tfrecord2idx.create_index`` writes), ``length`
 from __future__ import annotations
 
 import os
-import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from crc32c import crc32c as _crc32c  # a required dependency (setup.py): no "extra" to suggest
 
+from antgo_mlflow.data.manifest import SHARD_RE, shard_name  # noqa: F401  (re-exported)
 from antgo_mlflow.errors import ShardError
-
-try:  # a dependency of the `tfrecord` package: a C implementation, cheap to import
-    from crc32c import crc32c as _crc32c
-except ImportError:  # pragma: no cover - tfrecord always brings it
-    from antgo_mlflow.errors import require
-
-    _crc32c = require("crc32c", "data").crc32c
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
-
-#: ``<prefix>-00000-of-00003-tfrecord`` / ``-index``
-SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})-(?P<kind>tfrecord|index)$")
-
-
-def shard_name(prefix: str, i: int, n: int, kind: str = "tfrecord") -> str:
-    """antgo's shard file name: ``"%s-%.5d-of-%.5d-tfrecord" % (prefix, i, n)``."""
-    return f"{prefix}-{i:05d}-of-{n:05d}-{kind}"
 
 
 def index_path_for(tfrecord_path: str | os.PathLike) -> Path:

@@ -21,9 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import AntgoError, UsageError
+from antgo_mlflow import env
+from antgo_mlflow.errors import AntgoError, UsageError, one_line
 
-ERROR_FILE_ENV = "ANTGO_ERROR_FILE"
+ERROR_FILE_ENV = env.ANTGO_ERROR_FILE
 
 
 def parse_gpu_ids(gpu_id: int | str | Sequence[int] | None) -> list[int]:
@@ -217,9 +218,9 @@ def _worker(argv: Sequence[str] | None = None) -> int:
     try:
         run_from_config(process="train", distributed=True, **spec)
     except AntgoError as exc:
-        line = " ".join(str(exc).split())
-        if int(os.environ.get("RANK", 0)) == 0 and os.environ.get(ERROR_FILE_ENV):
-            Path(os.environ[ERROR_FILE_ENV]).write_text(line, encoding="utf-8")
+        line = one_line(exc)
+        if int(os.environ.get("RANK", 0)) == 0 and (error_file := env.text(ERROR_FILE_ENV)):
+            Path(error_file).write_text(line, encoding="utf-8")
         print(f"antgo: error: {line}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

@@ -20,11 +20,11 @@ a run (``--resume-from auto`` reopens the checkpoint's run) and the automation s
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
 
+from antgo_mlflow import env
 from antgo_mlflow.owner import current_owner, gone_reason, is_this_host
 
 log = logging.getLogger(__name__)
@@ -33,28 +33,20 @@ OWNER_PREFIX = "antgo.owner."
 HEARTBEAT_TAG = "antgo.heartbeat"
 REASON_TAG = "antgo.killed_reason"
 RESUMED_TAG = "antgo.resumed_after"
-HEARTBEAT_ENV = "ANTGO_HEARTBEAT_S"
-TIMEOUT_ENV = "ANTGO_HEARTBEAT_TIMEOUT_S"
+HEARTBEAT_ENV = env.ANTGO_HEARTBEAT_S
+TIMEOUT_ENV = env.ANTGO_HEARTBEAT_TIMEOUT_S
 DEFAULT_HEARTBEAT_S = 30.0
 DEFAULT_TIMEOUT_S = 300.0
 
 
-def _env_seconds(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 def heartbeat_interval() -> float:
     """Seconds between heartbeats ($ANTGO_HEARTBEAT_S, default 30)."""
-    return _env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S)
+    return env.seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S)
 
 
 def heartbeat_timeout() -> float:
     """Age after which a heartbeat from another host means the owner is gone (default 300 s)."""
-    return _env_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+    return env.seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
 
 
 def owner_of(tags: Mapping[str, str]) -> dict[str, str]:

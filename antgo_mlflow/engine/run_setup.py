@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import ConfigError
 
 
@@ -47,7 +48,7 @@ def import_custom_modules(cfg: Mapping) -> None:
 
 def find_exp_name(cfg) -> str:
     """``exp`` (or $ANTGO_EXP), else the config's experiment folder (``<exp>/configs/x.py``)."""
-    name = cfg.get("exp") or os.environ.get("ANTGO_EXP")
+    name = cfg.get("exp") or env.text(env.ANTGO_EXP)
     if name:
         return str(name)
     if cfg.filename:

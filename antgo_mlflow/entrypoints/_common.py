@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import AntgoError, UsageError, one_line, os_error_line
 
 
@@ -47,7 +48,7 @@ def run_main(
         logging.getLogger(name).setLevel(logging.WARNING)
 
     def fail(message: object, code: int = 2) -> None:
-        if os.environ.get("ANTGO_DEBUG") == "1":
+        if env.debug():
             traceback.print_exc()
         print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
         sys.exit(code)

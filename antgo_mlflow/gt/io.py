@@ -14,13 +14,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import DataError, GTFormatError
 from antgo_mlflow.fileio import atomic_write_json, read_json
 from antgo_mlflow.gt.schema import SCHEMA_VERSION, validate_samples
 
 ANNOTATION_FILE = "annotation.json"
 #: Extra folders GT images may live in besides the dataset folder (``os.pathsep``-separated).
-DATA_ROOTS_ENV = "ANTGO_DATA_ROOTS"
+DATA_ROOTS_ENV = env.ANTGO_DATA_ROOTS
 
 
 class OutsideDatasetError(DataError):
@@ -91,7 +92,7 @@ def data_roots(
     if isinstance(extra, (str, os.PathLike)):
         extra = [extra]
     items: list[str | os.PathLike] = [_folder_of(gt_path), *(extra or [])]
-    items += [r for r in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+    items += env.data_roots()
     return [Path(r).expanduser().resolve() for r in items]
 
 

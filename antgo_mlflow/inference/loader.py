@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import RegistryError, TrackingError, UsageError
 from antgo_mlflow.inference.predictor import (
     DEFAULT_BATCH,
@@ -301,7 +302,7 @@ def _model_info(uri: str):
 def quiet_downloads() -> Iterator[None]:
     """MLflow's download progress bars off while inside when ``ANTGO_PROGRESS=0``."""
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    if os.environ.get("ANTGO_PROGRESS", "1") != "0" or name in os.environ:
+    if env.progress_enabled() or name in os.environ:
         yield
         return
     os.environ[name] = "false"

@@ -16,7 +16,6 @@ registration each (as in antgo, adding another replaces it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -36,14 +35,6 @@ from antgo_mlflow.project.projects import (
 MANIFEST_SUFFIX = "-manifest.json"
 SPLITS = ("train/label", "train/unlabel", "val", "test")
 SINGLE_SPLITS = ("val", "test")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_split(split: str) -> str:
@@ -74,6 +65,7 @@ def inspect_address(address: str) -> dict[str, Any]:
     if path.suffix == ".json" or path.is_dir():
         if not gt_file.is_file():
             raise DataError(f"--address={address}: no such GT file {gt_file}")
+        from antgo_mlflow.data.manifest import sha256_file
         from antgo_mlflow.gt import load_gt
 
         samples = load_gt(gt_file, validate=True)
@@ -81,7 +73,7 @@ def inspect_address(address: str) -> dict[str, Any]:
             "address": str(gt_file),
             "kind": "gt",
             "num": len(samples),
-            "digest": _sha256(gt_file),
+            "digest": sha256_file(gt_file),
         }
     digest, num = _check_shards(str(path))
     return {"address": str(path), "kind": "shards", "num": num, "digest": digest}

@@ -18,7 +18,6 @@ the child process).
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import TrackingError, UsageError
 from antgo_mlflow.fileio import atomic_write_text
 from antgo_mlflow.project.projects import (
@@ -42,8 +42,8 @@ from antgo_mlflow.project.projects import (
     whoami,
 )
 
-ENV_PROJECT = "ANTGO_PROJECT"
-ENV_EXP = "ANTGO_EXP"
+ENV_PROJECT = env.ANTGO_PROJECT
+ENV_EXP = env.ANTGO_EXP
 MLPROJECT = "MLproject"
 
 
@@ -94,29 +94,19 @@ def find_marker(start: str | os.PathLike | None = None) -> dict[str, str]:
         if candidate.is_file():
             found = read_marker(candidate)
             break
-    if os.environ.get(ENV_PROJECT):
-        found = {"project": os.environ[ENV_PROJECT]}
-    if os.environ.get(ENV_EXP):
-        found["exp"] = os.environ[ENV_EXP]
+    if project := env.text(ENV_PROJECT):
+        found = {"project": project}
+    if exp := env.text(ENV_EXP):
+        found["exp"] = exp
     return found
 
 
 # -- create / list -----------------------------------------------------------------------------
 def _scaffold(name: str, root: Path, recipe: str | None) -> None:
     """Write exp ``name`` into project root ``root`` (``create mvp``: beside its other exps)."""
-    try:
-        from antgo_mlflow.tools.scaffold import create_mvp
-    except ImportError as exc:
-        raise UsageError(
-            "'antgo create exp' needs 'antgo create mvp' (antgo_mlflow.tools.scaffold), "
-            "which is not installed"
-        ) from exc
-    if recipe and "recipe" in inspect.signature(create_mvp).parameters:
-        create_mvp(name, str(root), force=False, recipe=recipe)
-    elif recipe and recipe != "cifar10":
-        create_mvp(f"{name}/{recipe}", str(root), force=False)  # antgo's --name=<exp>/<template>
-    else:
-        create_mvp(name, str(root), force=False)
+    from antgo_mlflow.tools.scaffold import create_mvp
+
+    create_mvp(name, str(root), force=False, recipe=recipe or "cifar10")
 
 
 def create_exp(

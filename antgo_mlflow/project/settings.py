@@ -155,6 +155,14 @@ def _load_config(path: str, kind: str) -> tuple[dict, str]:
     return data, where
 
 
+#: antgo's built-in names that no implementation here serves yet: refused, with the reason.
+NOT_IMPLEMENTED = {
+    ("semi", "dense"): "detection dense-teacher is not implemented yet",
+    ("semi", "detmpl"): "detection Meta Pseudo Labels is not implemented yet",
+    ("distillation", "reviewkd"): "ReviewKD is not implemented",
+}
+
+
 def update_setting(
     project: str,
     kind: str,
@@ -184,6 +192,8 @@ def update_setting(
         raise UsageError(
             f"--name={name}: no built-in project/{kind} (choose {', '.join(BUILTINS[kind])} or give --config)"
         )
+    if (kind, name) in NOT_IMPLEMENTED:
+        raise UsageError(f"--name={name}: {NOT_IMPLEMENTED[kind, name]} (project/{kind})")
     if kind == "label" and not config:
         raise UsageError(
             "project/label needs --config=<label_config.py> (type, category, meta.skeleton)"

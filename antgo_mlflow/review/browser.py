@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import DataError, ServiceError, UsageError
+from antgo_mlflow.errors import DataError, ServiceError, UsageError, one_line
 
 PLUGIN_DIR = Path(__file__).with_name("fo_plugins")
 
@@ -31,6 +31,13 @@ def port_is_free(port: int, address: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tunnel_hint(port: int) -> str:
@@ -91,7 +98,7 @@ class AppServer:
         except Exception as exc:  # noqa: BLE001 - any App start failure is a service error
             self._kill_server_processes()
             raise ServiceError(
-                f"FiftyOne App did not start on port {port}: {_one_line(exc)}"
+                f"FiftyOne App did not start on port {port}: {one_line(exc) or type(exc).__name__}"
             ) from None
         echo(f"FiftyOne App: {self.url}")
         echo(f"remote: {tunnel_hint(port)}  (then open {self.url})")
@@ -340,7 +347,3 @@ def _empty_dataset(name: str):
     dataset = fo_.load_dataset(name) if fo_.dataset_exists(name) else fo_.Dataset(name)
     dataset.persistent = True
     return dataset, name
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

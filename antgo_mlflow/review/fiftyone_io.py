@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import DataError, require
+from antgo_mlflow.errors import DataError, one_line, require
 
 EXTRA = "antgo_extra"
 KEY = "antgo_key"
@@ -469,7 +469,9 @@ def load_dataset(
     except Exception as exc:  # noqa: BLE001 - any database failure is a service problem
         from antgo_mlflow.errors import ServiceError
 
-        raise ServiceError(f"FiftyOne database unavailable: {_one_line(exc)}") from None
+        raise ServiceError(
+            f"FiftyOne database unavailable: {one_line(exc) or type(exc).__name__}"
+        ) from None
     dataset.persistent = persistent
     dataset.default_classes = classes
     dataset.info["antgo_meta"] = meta or {}
@@ -504,10 +506,6 @@ def load_dataset(
     if to_add:
         dataset.add_samples(to_add, progress=False)
     return dataset
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def add_gt_file(dataset, path: str | os.PathLike) -> int:

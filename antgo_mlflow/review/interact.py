@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from antgo_mlflow.errors import DataError, UsageError
+from antgo_mlflow.review.browser import free_port
 
 
 def _save_image(data: Any, path: Path) -> tuple[int, int]:
@@ -96,9 +97,7 @@ class Browser(_Service):
         self.dataset.info["antgo_review_tags"] = self.tags
         self.dataset.save()
         self._count = len(self.dataset)
-        self.app = AppServer(
-            self.dataset, port or config.get("port") or _free_port(), self.ctx.echo
-        )
+        self.app = AppServer(self.dataset, port or config.get("port") or free_port(), self.ctx.echo)
         self.ctx._active = self
         return self
 
@@ -278,11 +277,3 @@ class InteractContext:
     def __exit__(self, *exc) -> None:
         self.browser.exit()
         self.activelearning.exit()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -28,16 +28,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import DataError, ServiceError, UsageError
+from antgo_mlflow.review.browser import free_port
 
-VENV_ENV = "ANTGO_LABEL_STUDIO_VENV"
+VENV_ENV = env.ANTGO_LABEL_STUDIO_VENV
 INSTALL_HINT = "bash scripts/install_label_studio.sh (Label Studio in its own virtualenv)"
 LABEL_TYPES = ("RECT", "POLYGON", "POINT", "CLASS")
 
 
 def label_studio_venv() -> Path | None:
     """The Label Studio virtualenv: $ANTGO_LABEL_STUDIO_VENV, else ~/.cache/antgo-mlflow/label-studio-venv."""
-    value = os.environ.get(VENV_ENV)
+    value = env.text(VENV_ENV)
     venv = (
         Path(value).expanduser()
         if value
@@ -309,7 +311,7 @@ class LabelSession:
         else:
             # Label Studio serves local files only from a strict subfolder of its document root.
             server = LabelStudioServer(
-                data_dir or folder / ".label-studio", port or _free_port(), root.parent
+                data_dir or folder / ".label-studio", port or free_port(), root.parent
             )
             server.start(echo=echo)
             api = Api(server.url, server.token)
@@ -465,9 +467,9 @@ def label_start(
     from antgo_mlflow.gt import load_gt, read_meta, save_gt, write_meta
     from antgo_mlflow.gt.meta import default_meta
     from antgo_mlflow.review.browser import sigterm_as_exception
-    from antgo_mlflow.tools.label_studio import parse_tags
+    from antgo_mlflow.tools.tags import parse_tags
 
-    mapping = parse_tags(tags) if isinstance(tags, str) else dict(tags)
+    mapping = parse_tags(tags)
     if not mapping:
         raise UsageError("--tags is required, e.g. Car:0,Train:1")
     label_config(mapping, label_type)  # validates --type before anything starts
@@ -516,11 +518,3 @@ def _common_root(folder: Path, samples: list[dict]) -> Path:
         str((folder / s["image_file"]).resolve().parent) for s in samples if s.get("image_file")
     ]
     return Path(os.path.commonpath(paths))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

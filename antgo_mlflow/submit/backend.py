@@ -42,7 +42,7 @@ from mlflow.exceptions import ExecutionException
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
 
-from antgo_mlflow.errors import AntgoError
+from antgo_mlflow.errors import AntgoError, one_line
 
 TAG_SUBMITTER = "antgo.submitter"
 TAG_HOST = "antgo.submitter.host"
@@ -482,7 +482,7 @@ class SubmitBackend(AbstractBackend):
 
     def _refused(self, exc, client, handle, sink, run, attached, submitter) -> BaseException:
         """Undo a submission that failed half-way; return the exception to raise."""
-        msg = " ".join(str(exc).split())[:500] or type(exc).__name__
+        msg = one_line(exc) or type(exc).__name__
         if handle is not None:
             with contextlib.suppress(Exception):
                 self.close(handle)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 
-from antgo_mlflow.errors import require
+from antgo_mlflow.errors import one_line, require
 from antgo_mlflow.submit.backend import (
     GRACE_S,
     SubmitBackend,
@@ -43,7 +43,7 @@ def make_client(sub):
         client = docker.DockerClient(base_url=sub.base_url) if sub.base_url else docker.from_env()
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        first = " ".join(str(exc).split())[:300]
+        first = one_line(exc)[:300]
         raise SubmitError(f"docker: {where} does not answer ({first})") from None
     return client
 

@@ -1,8 +1,8 @@
 """extract/coco: a COCO instances JSON -> a standard GT dataset folder (one sample per image).
 
 Conventions (documented for users in the command help):
-- ``bboxes`` are COCO ``[x, y, w, h]`` turned into absolute ``[x0, y0, x1, y1]``; boxes with
-  ``w <= 0`` or ``h <= 0`` are dropped and counted.
+- ``bboxes`` are COCO ``[x, y, w, h]`` turned into absolute ``[x0, y0, x1, y1]``, rounded to 2
+  decimals; boxes with ``w <= 0`` or ``h <= 0`` are dropped and counted.
 - ``segments`` keep COCO's own encoding per instance: a list of flat polygons
   ``[[x0, y0, x1, y1, ...], ...]`` (an instance may have several parts) or an RLE dict as given;
   ``[]`` for an instance without segmentation.
@@ -30,45 +30,21 @@ from antgo_mlflow.gt.io import ANNOTATION_FILE, inside_root
 from antgo_mlflow.gt.meta import META_FILE
 from antgo_mlflow.progress import progress
 from antgo_mlflow.tools._extract_common import ExtractSummary, check_dir, check_file, check_tgt
+from antgo_mlflow.tools.tags import parse_tags
 
 MISSING_IMAGE = "missing image file"
 CORRUPT_IMAGE = "unreadable image file"
 IMAGES_DIR = "images"
 
 
-def parse_tags(tags: str | dict[str, int] | None) -> dict[str, int] | None:
-    """``"person:0,car:1"`` -> ``{"person": 0, "car": 1}``; ``"person,car"`` numbers them in order.
+#: Decimals kept in box coordinates: COCO gives pixels with about 2 decimals; x + w in floating
+#: point adds noise digits (130.23000000000002) that would only bloat the GT file.
+BOX_DECIMALS = 2
 
-    Several names may share an index (they are merged into one class).
-    """
-    if tags is None or tags == "" or tags == {}:
-        return None
-    if isinstance(tags, dict):
-        items = list(tags.items())
-    else:
-        parts = [p.strip() for p in tags.split(",") if p.strip()]
-        with_idx = [":" in p for p in parts]
-        if any(with_idx) and not all(with_idx):
-            raise UsageError(f"--tags={tags}: give every name an index (name:idx) or none")
-        items = []
-        for i, part in enumerate(parts):
-            name, _, idx = part.rpartition(":") if ":" in part else (part, "", str(i))
-            try:
-                items.append((name.strip(), int(idx)))
-            except ValueError:
-                raise UsageError(
-                    f"--tags={tags}: '{part}' is not name:index (index must be an integer)"
-                ) from None
-    mapping: dict[str, int] = {}
-    for name, idx in items:
-        if not name:
-            raise UsageError(f"--tags={tags}: empty category name")
-        if not isinstance(idx, int) or idx < 0:
-            raise UsageError(f"--tags={tags}: index of '{name}' must be an integer >= 0")
-        if name in mapping:
-            raise UsageError(f"--tags={tags}: '{name}' is given twice")
-        mapping[name] = idx
-    return mapping
+
+def _xyxy(x: float, y: float, w: float, h: float) -> list[float]:
+    """COCO ``[x, y, w, h]`` as ``[x0, y0, x1, y1]`` rounded to ``BOX_DECIMALS``."""
+    return [round(v, BOX_DECIMALS) for v in (x, y, x + w, y + h)]
 
 
 def _load_coco(path: Path) -> dict[str, Any]:
@@ -247,7 +223,7 @@ def extract_coco(
             crowd = []
             for ann in per_image[iid]:
                 x, y, w, h = (float(v) for v in ann["bbox"])
-                sample["bboxes"].append([x, y, x + w, y + h])
+                sample["bboxes"].append(_xyxy(x, y, w, h))
                 sample["labels"].append(label_of[ann["category_id"]])
                 is_crowd = int(bool(ann.get("iscrowd", 0)))
                 crowd.append(is_crowd)

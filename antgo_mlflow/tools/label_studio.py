@@ -11,15 +11,18 @@ pixels). Reading (``--from``):
 * ``keypointlabels``/``keypoint`` -> ``joints2d``/``joints_vis``, grouped by ``parentID`` (a
   rectangle, or a root keypoint as antgo did); keypoints with no group form one instance. The
   joint position is the label's index in the tag map; joints not marked get [0, 0] and vis 0.
-* ``choices`` -> ``image_label_name`` (several choices joined by ",") and ``image_label``.
+* ``choices`` -> ``image_label_name`` (several choices joined by ",") and ``image_label``; a
+  per-region ``choices`` result of control ``crowd`` (the region's id, value ``["crowd"]``)
+  marks that instance as a crowd (``iscrowd`` 1, ``box_visibility`` 0, as extract/coco writes).
 * ``relation`` results are ignored; any other type is refused, naming the task and the type.
 
 Class indices come from ``tags`` ("Car:0,Train:1"); without it names are numbered in order of
 first appearance. The first annotation of each task that was not cancelled is used; tasks
 without one are skipped and counted. Writing (``--to``) is the inverse; a GT made by ``--from``
 comes back unchanged through ``--to`` then ``--from`` (coordinates rounded to 6 decimals).
-Not representable in Label Studio: COCO RLE segments (refused), keypoint visibility other than
-0/1 (comes back as 1), coordinates of invisible keypoints (come back as [0, 0]).
+Not representable in Label Studio: COCO RLE masks (crowd regions of real COCO sets: ``--to``
+exports their box and drops the mask, counting it in the summary), keypoint visibility other
+than 0/1 (comes back as 1), coordinates of invisible keypoints (come back as [0, 0]).
 """
 
 from __future__ import annotations
@@ -35,29 +38,15 @@ from antgo_mlflow.errors import DataError, UsageError
 from antgo_mlflow.fileio import read_json
 from antgo_mlflow.gt import load_gt, new_sample, read_meta, save_gt, write_meta
 from antgo_mlflow.gt.meta import default_meta
+from antgo_mlflow.tools.tags import class_names, parse_tags
 
 RECT = ("rectanglelabels", "rectangle")
 POLY = ("polygonlabels", "polygon")
 KEYP = ("keypointlabels", "keypoint")
 KNOWN = (*RECT, *POLY, *KEYP, "choices", "relation")
 _UPLOAD_HASH = re.compile(r"^[0-9a-f]{8}-")
-
-
-def parse_tags(text: str | None) -> dict[str, int] | None:
-    """``"Car:0,Train:1"`` -> ``{"Car": 0, "Train": 1}`` (None when empty)."""
-    if not text:
-        return None
-    out: dict[str, int] = {}
-    for part in text.split(","):
-        name, sep, idx = part.strip().rpartition(":")
-        if not sep or not name or not idx.strip().lstrip("-").isdigit():
-            raise UsageError(f"--tags: expected name:index pairs like Car:0,Train:1, got {part!r}")
-        if name in out:
-            raise UsageError(f"--tags: {name!r} is given twice")
-        out[name] = int(idx)
-    if len(set(out.values())) != len(out):
-        raise UsageError("--tags: two names share one index")
-    return out
+#: The per-region choice that carries COCO's crowd flag through Label Studio.
+CROWD = "crowd"
 
 
 def _num(v: float) -> float | int:
@@ -125,12 +114,7 @@ class _Classes:
         return self.map[name]
 
     def names(self) -> list[str]:
-        size = max(self.map.values(), default=-1) + 1
-        out = [str(i) for i in range(size)]
-        for name, idx in self.map.items():
-            if idx >= 0:
-                out[idx] = name
-        return out
+        return class_names(self.map)
 
 
 def _rect_px(value: dict, w: int, h: int, where: str, allow_rotation: bool) -> list:
@@ -197,6 +181,7 @@ def studio_task_to_gt(
     by_id: dict[str, dict] = {}
     rect_ids = {r.get("id") for r in results if r.get("type") in RECT and r.get("id")}
     child_polys, kps = [], []
+    crowd_ids: set = set()
     for k, r in enumerate(results):
         rtype = r.get("type")
         here = f"{where}task {tid}, result {r.get('id', k)}"
@@ -236,11 +221,16 @@ def studio_task_to_gt(
             else:
                 xs, ys = [p[0] for p in px], [p[1] for p in px]
                 bbox = [min(xs), min(ys), max(xs), max(ys)]
-                instances.append({"bbox": bbox, "label": label, "polys": [px], "joints": {}})
+                inst = {"bbox": bbox, "label": label, "polys": [px], "joints": {}}
+                instances.append(inst)
+                by_id[r.get("id")] = inst
         elif rtype in KEYP:
             x = _check_pct(value.get("x"), "x", here) / 100 * w
             y = _check_pct(value.get("y"), "y", here) / 100 * h
             kps.append((r, [_num(x), _num(y)], classes.index(_label_of(value, rtype), here)))
+        elif rtype == "choices" and r.get("from_name") == CROWD:
+            if CROWD in (value.get("choices") or []):
+                crowd_ids.add(r.get("id"))
         elif rtype == "choices":
             name = ",".join(value.get("choices") or [])
             sample["image_label_name"] = name
@@ -275,6 +265,10 @@ def studio_task_to_gt(
         )
     sample["bboxes"] = [i["bbox"] for i in instances]
     sample["labels"] = [i["label"] for i in instances]
+    crowd = {id(inst) for rid, inst in by_id.items() if rid in crowd_ids}
+    if crowd:
+        sample["iscrowd"] = [int(id(i) in crowd) for i in instances]
+        sample["box_visibility"] = [0 if id(i) in crowd else 1 for i in instances]
     if any(i["polys"] for i in instances):
         sample["segments"] = [
             (
@@ -306,9 +300,7 @@ def from_studio(
     """
     src = Path(src)
     tasks = _read_export(src)
-    classes = _Classes(
-        parse_tags(tags) if isinstance(tags, str) or tags is None else dict(tags), str(src)
-    )
+    classes = _Classes(parse_tags(tags), str(src))
     samples, skipped = [], 0
     for task in tasks:
         sample = studio_task_to_gt(task, classes, prefix, allow_rotation, f"{src}: ")
@@ -356,9 +348,18 @@ def _pct(v: float, size: int) -> float:
 
 
 def gt_to_studio_task(
-    sample: dict, index: int, names: list[str], prefix: str = "", where: str = ""
+    sample: dict,
+    index: int,
+    names: list[str],
+    prefix: str = "",
+    where: str = "",
+    dropped: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """One GT sample -> one Label Studio task with one annotation (the export format)."""
+    """One GT sample -> one Label Studio task with one annotation (the export format).
+
+    RLE masks have no Label Studio form: the instance's box is exported and the mask dropped
+    (counted in ``dropped["rle_masks"]``). Crowd instances get a per-region ``crowd`` choice.
+    """
     w, h = int(sample.get("width") or 0), int(sample.get("height") or 0)
     image = sample.get("image_file") or ""
     image = f"{prefix}{image}" if image else sample.get("image_url", "")
@@ -374,14 +375,15 @@ def gt_to_studio_task(
     segments = sample.get("segments") or []
     joints = sample.get("joints2d") or []
     joints_vis = sample.get("joints_vis") or []
+    crowd = sample.get("iscrowd") or []
     for i, box in enumerate(bboxes):
         label = labels[i] if i < len(labels) else -1
         rid = f"s{index}i{i}"
         seg = segments[i] if i < len(segments) else []
-        if isinstance(seg, dict):
-            raise DataError(
-                f"{where}sample {index}, instance {i}: RLE segments cannot be sent to Label Studio"
-            )
+        if isinstance(seg, dict):  # COCO RLE (crowd regions): the box goes, the mask cannot
+            if dropped is not None:
+                dropped["rle_masks"] = dropped.get("rle_masks", 0) + 1
+            seg = []
         parts = []
         if seg:
             if all(isinstance(p, (list, tuple)) and len(p) == 2 for p in seg):
@@ -432,6 +434,16 @@ def gt_to_studio_task(
             if not polygon_only:
                 res["parentID"] = rid
             results.append(res)
+        if i < len(crowd) and crowd[i]:
+            results.append(
+                {
+                    "id": rid,  # per-region: the same id as its region
+                    "type": "choices",
+                    "from_name": CROWD,
+                    "to_name": "image",
+                    "value": {"choices": [CROWD]},
+                }
+            )
         inst_joints = joints[i] if i < len(joints) else []
         inst_vis = joints_vis[i] if i < len(joints_vis) else []
         for j, pt in enumerate(inst_joints):
@@ -489,13 +501,16 @@ def to_studio(
     """
     src = Path(src)
     samples = load_gt(src, inside=False)  # tasks reference images; none is read
-    mapping = parse_tags(tags) if isinstance(tags, str) or tags is None else dict(tags)
+    mapping = parse_tags(tags)
     if mapping:
         names = _Classes(mapping, "").names()
     else:
         meta = read_meta(src.parent if src.is_file() else src) or {}
         names = list((meta.get("meta") or {}).get("category") or [])
-    tasks = [gt_to_studio_task(s, i, names, prefix, f"{src}: ") for i, s in enumerate(samples)]
+    dropped: dict[str, int] = {}
+    tasks = [
+        gt_to_studio_task(s, i, names, prefix, f"{src}: ", dropped) for i, s in enumerate(samples)
+    ]
     tgt = Path(tgt)
     if tgt.exists() and not tgt.is_dir():
         raise UsageError(f"--tgt {tgt}: must be a folder")
@@ -503,4 +518,4 @@ def to_studio(
     from antgo_mlflow.fileio import atomic_write_json
 
     atomic_write_json(out, tasks, indent=1)
-    return {"json": str(out), "tasks": len(tasks)}
+    return {"json": str(out), "tasks": len(tasks), "rle_masks_dropped": dropped.get("rle_masks", 0)}

@@ -100,3 +100,15 @@ evaluation = dict(
 export = dict(
     input_shape_list=[[1, 3, 32, 32]], input_name_list=["image"], output_name_list=["pred"]
 )
+# Hyper-parameter search (`antgo hpo --config=recipes/digits/config.py --trials=8`, or
+# `mlflow run . -e hpo -P trials=8`): keys are --cfg-options paths; each trial is an MLflow child
+# run of the study's run. The objective is the best val/top_1 of a trial.
+hpo = dict(
+    metric="val/top_1",
+    direction="maximize",
+    space={
+        "optimizer.lr": dict(type="float", low=1e-4, high=3e-2, log=True),
+        "optimizer.weight_decay": dict(type="float", low=1e-6, high=1e-2, log=True),
+        "model.backbone.widen_factor": dict(type="int", low=1, high=3),
+    },
+)

@@ -13,7 +13,7 @@ from antgo_mlflow import __version__
 from tests.helpers import assert_one_line_error
 from tests.tools._extract_data import run_inprocess
 
-HEAVY = ("torch", "torchvision", "mlflow", "fiftyone", "onnxruntime", "cv2", "sklearn")
+HEAVY = ("torch", "torchvision", "mlflow", "fiftyone", "onnxruntime", "cv2", "sklearn", "optuna")
 
 PROBE = """
 import json, sys
@@ -28,7 +28,9 @@ print('HEAVY=' + json.dumps(heavy))
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["tool", "--help"], ["tool", "extract/images", "--help"]], ids=" ".join
+    "args",
+    [["--help"], ["tool", "--help"], ["tool", "extract/images", "--help"], ["hpo", "--help"]],
+    ids=" ".join,
 )
 def test_help_imports_neither_torch_nor_mlflow(args):
     proc = subprocess.run(

@@ -110,9 +110,9 @@ def test_data_settings_and_exp_commands(project, cli, tmp_path):
         "add", "train/label", f"--project={project}", f"--address={gt}", "--tags=b1", "--num=1"
     )
     assert res.code == 0 and "'b1' registered (1 samples" in res.stdout, res
-    assert cli("update", "project/semi", f"--project={project}", "--name=dense").code == 0
+    assert cli("update", "project/semi", f"--project={project}", "--name=mpl").code == 0
     text = cli("show", "project", f"--project={project}").stdout
-    assert "train/label   b1" in text and "semi            dense" in text
+    assert "train/label   b1" in text and "semi            mpl" in text
     assert cli(
         "update", "project/semi", f"--project={project}", "--name=", "--config="
     ).stdout.endswith("cleared\n")

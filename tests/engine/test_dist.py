@@ -13,6 +13,7 @@ from antgo_mlflow.engine import launch
 from antgo_mlflow.engine.checkpoint import load_checkpoint
 from antgo_mlflow.engine.launch import run_from_config
 from antgo_mlflow.errors import UsageError
+from tests.conftest import free_port
 
 
 def test_one_process_sampler_order_is_the_union_of_the_shards():
@@ -74,15 +75,9 @@ def test_worker_reports_a_config_error_in_one_line(make_config, tmp_path, monkey
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     assert launch._worker(["--spec", str(spec)]) == 2
     assert (tmp_path / "error").read_text() == "max_epochs: must be a positive integer, got 0"
-
-
-def _free_port() -> int:
-    from tests.conftest import free_port
-
-    return free_port()
 
 
 def test_two_process_gloo_run_matches_one_process_with_the_same_global_batch(

@@ -91,3 +91,47 @@ def test_training_against_a_real_mlflow_server(make_config, tmp_path, mlflow_ser
     assert "config.py" in [a.path for a in client.list_artifacts(run_id)]
     assert "checkpoints/best.pth" in [a.path for a in client.list_artifacts(run_id, "checkpoints")]
     assert run.inputs.dataset_inputs
+
+
+def test_a_parent_run_id_makes_a_child_run_even_inside_another_run(
+    make_config, tmp_path, monkeypatch
+):
+    """HPO trials: a child of the study run, never the run in $MLFLOW_RUN_ID."""
+    client = MlflowClient()
+    exp = client.create_experiment("studies")
+    parent = client.create_run(exp).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", parent)
+    hook = f"dict(type='MlflowLoggerHook', log_model=False, parent_run_id={parent!r}, experiment_id={exp!r}, tags={{'k': 'v'}})"
+    cfg = make_config(max_epochs="1", log_config=f"dict(interval=2, hooks=[{hook}])")
+    run_id = run_from_config(cfg, work_dir=tmp_path / "w")
+    run = client.get_run(run_id)
+    assert run_id != parent and run.info.experiment_id == exp
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["k"] == "v"
+    assert run.info.status == "FINISHED" and client.get_run(parent).info.status == "RUNNING"
+
+
+def test_an_exception_with_a_run_status_ends_the_run_with_it_and_its_tags(make_config, tmp_path):
+    from antgo_mlflow.engine.hooks.base import Hook
+    from antgo_mlflow.registry import HOOKS
+
+    class Stop(Exception):
+        run_status = "KILLED"
+        run_tags = {"antgo.hpo.state": "pruned"}
+
+    @HOOKS.register_module(force=True)
+    class EngineStopHook(Hook):
+        def after_train_epoch(self, runner):
+            raise Stop("enough")
+
+    cfg = make_config(max_epochs="3", custom_hooks="[dict(type='EngineStopHook')]")
+    with pytest.raises(Stop):
+        run_from_config(cfg, work_dir=tmp_path / "w")
+    (run,) = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("engine-tests").experiment_id]
+    )
+    assert run.info.status == "KILLED"
+    assert run.data.tags["antgo.hpo.state"] == "pruned" and "antgo.error" not in run.data.tags
+    assert _artifacts(run.info.run_id, "checkpoints") == [
+        "checkpoints/best.json",
+        "checkpoints/best.pth",
+    ]

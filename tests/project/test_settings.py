@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from antgo_mlflow.errors import AntgoError
+from antgo_mlflow.errors import AntgoError, UsageError
 from antgo_mlflow.project import settings as st
 from antgo_mlflow.project.projects import get_client
 from tests.project.conftest import registry_state
@@ -57,8 +57,7 @@ def test_bad_label_configs_are_rejected_and_nothing_is_stored(project, tmp_path,
 
 
 def test_builtin_names_configs_and_clearing(project, tmp_path):
-    assert st.update_setting(project, "semi", name="dense")["method"] == "dense"
-    assert st.update_setting(project, "distillation", name="reviewkd")["config"] == {}
+    assert st.update_setting(project, "semi", name="mpl")["method"] == "mpl"
     cfg = _cfg(tmp_path, "ac.py", "sampling_num = 5000\nsampling_count = 5\n")
     stored = st.update_setting(project, "activelearning", config=cfg, name="ac")
     assert (
@@ -187,3 +186,21 @@ def test_submitter_resources_from_flags_keep_the_method(project):
     assert stored["config"] == {"gpu_num": 1, "cpu_num": 4, "memory": 10000}
     with pytest.raises(AntgoError, match="gpu_num"):
         st.update_setting(project, "submitter", values={"gpu_num": -1})
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "fragment"),
+    [
+        ("semi", "dense", "dense-teacher is not implemented"),
+        ("semi", "detmpl", "Meta Pseudo Labels is not implemented"),
+        ("distillation", "reviewkd", "ReviewKD is not implemented"),
+    ],
+)
+def test_builtin_names_nothing_implements_are_refused_and_nothing_is_stored(
+    project, kind, name, fragment
+):
+    before = registry_state(project)
+    with pytest.raises(UsageError, match=fragment) as info:
+        st.update_setting(project, kind, name=name)
+    assert f"--name={name}" in str(info.value)
+    assert registry_state(project) == before

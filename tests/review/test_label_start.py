@@ -192,5 +192,5 @@ def test_label_start_without_label_studio_is_one_line(gt_dir, tmp_path, run_antg
 
 
 def test_label_start_bad_tags_is_one_line(gt_dir, tmp_path, run_antgo):
-    res = run_antgo("tool", "label/start", f"--src={gt_dir / 'annotation.json'}", "--tags=Car")
+    res = run_antgo("tool", "label/start", f"--src={gt_dir / 'annotation.json'}", "--tags=Car:x")
     assert_one_line_error(res, "--tags", "name:index")

@@ -16,9 +16,10 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now."""
+    from antgo_mlflow.review.browser import free_port as pick
+
+    return pick()
 
 
 def sshd_missing_reason() -> str | None:

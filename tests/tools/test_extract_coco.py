@@ -10,7 +10,8 @@ import pytest
 
 from antgo_mlflow.errors import GTFormatError, UsageError
 from antgo_mlflow.gt import load_gt, read_meta
-from antgo_mlflow.tools.extract_coco import extract_coco, parse_tags
+from antgo_mlflow.tools.extract_coco import extract_coco
+from antgo_mlflow.tools.tags import parse_tags
 from tests.helpers import assert_one_line_error
 from tests.tools._extract_data import files_under, make_image, run_inprocess, write_json
 
@@ -200,3 +201,21 @@ def test_cli_summary_names_classes(coco, tmp_path, capsys):
     assert res.code == 0, res
     assert "wrote 3 samples" in res.stdout and "3 boxes; 3 classes: person, car, dog." in res.stdout
     assert json.loads((tmp_path / "o" / "meta.json").read_text())["meta"]["category"][0] == "person"
+
+
+def test_boxes_are_written_with_two_decimals_not_float_noise(tmp_path):
+    make_image(tmp_path / "images" / "a.jpg", 200, 100)
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}],
+        "categories": [{"id": 1, "name": "car"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [120.11, 30.1, 10.12, 5.3]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0.125, 1.0049, 3, 4]},
+        ],
+    }
+    src = write_json(tmp_path / "instances.json", data)
+    extract_coco(src, tmp_path / "out", images=tmp_path / "images")
+    text = (tmp_path / "out" / "annotation.json").read_text()
+    assert "130.23000000000002" not in text and "130.23" in text
+    (sample,) = load_gt(tmp_path / "out" / "annotation.json")
+    assert sample["bboxes"] == [[120.11, 30.1, 130.23, 35.4], [0.12, 1.0, 3.12, 5.0]]

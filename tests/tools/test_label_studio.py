@@ -284,3 +284,57 @@ def test_cli_from_and_to(export_file, tmp_path, run_antgo):
     )
     res = run_antgo("tool", "label/studio", f"--src={gt}")
     assert_one_line_error(res, "--from or --to")
+
+
+def test_to_on_a_coco_gt_exports_crowd_boxes_drops_rle_masks_and_keeps_the_crowd_flag(
+    tmp_path, run_antgo
+):
+    from antgo_mlflow.tools.extract_coco import extract_coco
+    from tests.tools._extract_data import make_image, write_json
+
+    make_image(tmp_path / "images" / "a.jpg", 80, 60)
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60}],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [10, 5, 20, 30],
+                "segmentation": [[10, 5, 30, 5, 30, 35]],
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 80, 60],
+                "segmentation": {"size": [60, 80], "counts": "PPYo0"},
+                "iscrowd": 1,
+            },
+        ],
+    }
+    src = write_json(tmp_path / "instances.json", coco)
+    extract_coco(src, tmp_path / "gt", images=tmp_path / "images")
+    gt = tmp_path / "gt" / "annotation.json"
+    res = run_antgo("tool", "label/studio", "--to", f"--src={gt}", f"--tgt={tmp_path / 'ls'}")
+    assert res.code == 0, res
+    assert "1 tasks" in res.stdout and "1 RLE masks dropped" in res.stdout
+    exported = tmp_path / "ls" / "annotation_label_studio.json"
+    results = json.loads(exported.read_text())[0]["annotations"][0]["result"]
+    crowd = [r for r in results if r["from_name"] == "crowd"]
+    assert [r["value"]["choices"] for r in crowd] == [["crowd"]]
+    (region,) = [r for r in results if r["id"] == crowd[0]["id"] and r["type"] != "choices"]
+    assert region["type"] == "rectanglelabels" and region["value"]["width"] == 100.0
+
+    back = load_gt(label_studio.from_studio(exported, tmp_path / "back", "person:0")["gt"])[0]
+    first = load_gt(gt)[0]
+    assert back["bboxes"] == first["bboxes"] == [[10.0, 5.0, 30.0, 35.0], [0.0, 0.0, 80.0, 60.0]]
+    assert back["iscrowd"] == [0, 1] and back["box_visibility"] == [1, 0]
+    assert back["segments"][1] == []  # the RLE mask is what Label Studio cannot carry
+
+
+def test_from_without_crowd_choices_writes_no_crowd_fields(export_file, tmp_path):
+    for sample in load_gt(label_studio.from_studio(export_file, tmp_path / "o", TAGS)["gt"]):
+        assert "iscrowd" not in sample or not any(sample["iscrowd"])

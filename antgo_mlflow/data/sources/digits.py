@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from antgo_mlflow import env
 from antgo_mlflow.data.sources import PreparedData, split_from_manifest
 from antgo_mlflow.env import cache_dir
 from antgo_mlflow.errors import MissingDependencyError
@@ -178,15 +179,15 @@ def _remove_stale(base: Path, age_s: float = 3600.0) -> None:
 
 @contextlib.contextmanager
 def _no_progress():
-    old = os.environ.get("ANTGO_PROGRESS")
-    os.environ["ANTGO_PROGRESS"] = "0"
+    old = os.environ.get(env.ANTGO_PROGRESS)
+    os.environ[env.ANTGO_PROGRESS] = "0"
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("ANTGO_PROGRESS", None)
+            os.environ.pop(env.ANTGO_PROGRESS, None)
         else:
-            os.environ["ANTGO_PROGRESS"] = old
+            os.environ[env.ANTGO_PROGRESS] = old
 
 
 def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from antgo_mlflow import env
 from antgo_mlflow.engine.hooks.base import Hook
 from antgo_mlflow.engine.hooks.mlflow_datasets import dataset_inputs, run_datasets
 from antgo_mlflow.errors import TrackingError
@@ -40,7 +41,7 @@ PARAM_KEY_LIMIT = 250
 BATCH_PARAMS = 100
 MAX_METRICS = 900  # MLflow accepts up to 1000 metrics per log_batch
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
-RUN_ID_FILE_ENV = "ANTGO_RUN_ID_FILE"  # set by the DDP launcher: rank 0 writes the run id there
+RUN_ID_FILE_ENV = env.ANTGO_RUN_ID_FILE  # set by the DDP launcher: rank 0 writes the run id there
 
 
 def experiment_name(cfg: Mapping) -> str:
@@ -163,6 +164,12 @@ class MlflowLoggerHook(Hook):
         log_artifacts: ``'best'``/``'all'``/``'none'``; default ``checkpoint_config.log_artifacts``.
         run_name: name of a newly created run.
         tags: extra tags for the run.
+        parent_run_id: make a new run that is a child of this one (an HPO trial under its
+            study), even when a run is active or ``$MLFLOW_RUN_ID`` is set.
+        experiment_id: the experiment of a new run (default: ``experiment_name(cfg)``).
+
+    An exception with a ``run_status`` attribute (``'KILLED'``) ends the run with that status and
+    logs its ``run_tags`` (a dict) instead of ``antgo.error``: a pruned HPO trial.
     """
 
     priority = "VERY_LOW"
@@ -176,6 +183,8 @@ class MlflowLoggerHook(Hook):
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
         by_epoch: bool = True,
+        parent_run_id: str | None = None,
+        experiment_id: str | None = None,
     ):
         if log_artifacts not in (None, "best", "all", "none"):
             raise ValueError(
@@ -188,6 +197,8 @@ class MlflowLoggerHook(Hook):
         self.log_artifacts = log_artifacts
         self.run_name = run_name
         self.tags = dict(tags or {})
+        self.parent_run_id = parent_run_id
+        self.experiment_id = experiment_id
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
         self.owns_run = False
@@ -224,17 +235,22 @@ class MlflowLoggerHook(Hook):
                     runner.run_id,
                 )
                 resumed = False
+        own_run = bool(self.parent_run_id or self.experiment_id)  # never the caller's run
         if not resumed:
-            if active is not None:
+            if active is not None and not own_run:
                 self.run_id, self.owns_run = active.info.run_id, False
-            elif os.environ.get("MLFLOW_RUN_ID"):
+            elif os.environ.get("MLFLOW_RUN_ID") and not own_run:
                 self.run_id, self.owns_run = os.environ["MLFLOW_RUN_ID"], True
                 client.get_run(self.run_id)  # fails loudly if the id is wrong
             else:
-                exp_id = get_or_create_experiment(client, experiment_name(cfg))
+                exp_id = self.experiment_id or get_or_create_experiment(
+                    client, experiment_name(cfg)
+                )
                 from mlflow.tracking.context.registry import resolve_tags
 
                 tags = resolve_tags({"antgo.process": "train"})
+                if self.parent_run_id:
+                    tags["mlflow.parentRunId"] = self.parent_run_id
                 run_name = self.run_name or cfg.get("run_name") or default_run_name(runner)
                 run = client.create_run(exp_id, tags=tags, run_name=run_name)
                 self.run_id, self.owns_run = run.info.run_id, True
@@ -243,10 +259,10 @@ class MlflowLoggerHook(Hook):
 
         self._heartbeat, self._logged_until = take_over(client, self.run_id, resumed)
         client.update_run(self.run_id, status="RUNNING")
-        if os.environ.get(RUN_ID_FILE_ENV):
+        if run_id_file := env.text(RUN_ID_FILE_ENV):
             from antgo_mlflow.fileio import atomic_write_text
 
-            atomic_write_text(os.environ[RUN_ID_FILE_ENV], self.run_id)
+            atomic_write_text(run_id_file, self.run_id)
 
         tags = {
             "antgo.exp": runner.exp_name,
@@ -429,15 +445,19 @@ class MlflowLoggerHook(Hook):
     def on_exception(self, runner, exc: BaseException) -> None:
         if self.run_id is None or self._ended:
             return
-        killed = runner.interrupted or isinstance(exc, KeyboardInterrupt)
+        status = getattr(exc, "run_status", None)  # e.g. a pruned HPO trial: KILLED + its tags
+        killed = runner.interrupted or isinstance(exc, KeyboardInterrupt) or status == "KILLED"
         with contextlib.suppress(Exception):
             self.flush()
         if killed:
             with contextlib.suppress(Exception):
                 self._log_best(runner)
+        tags = getattr(exc, "run_tags", None) or {"antgo.error": f"{type(exc).__name__}: {exc}"}
         with contextlib.suppress(Exception):
-            self.client.set_tag(self.run_id, "antgo.error", f"{type(exc).__name__}: {exc}"[:500])
-        self._end(runner, "KILLED" if killed else "FAILED", force=True)
+            self.client.log_batch(
+                self.run_id, tags=[RunTag(str(k), str(v)[:500]) for k, v in tags.items()]
+            )
+        self._end(runner, status or ("KILLED" if killed else "FAILED"), force=True)
 
     def _end(self, runner, status: str, force: bool = False) -> None:
         self._ended = True
