@@ -70,7 +70,7 @@ def _sibling_shard_info(path: Path) -> tuple[Path | None, dict[str, Any] | None]
     """The manifest beside shard file ``path`` and its entry for this file (else None, None)."""
     from antgo_mlflow.data.manifest import MANIFEST_SUFFIX, read_manifest
 
-    m = _SET_RE.match(path.name)
+    m = SHARD_RE.match(path.name)
     if not m:
         return None, None
     manifest_file = path.parent / f"{m['prefix']}{MANIFEST_SUFFIX}"
