@@ -31,6 +31,11 @@ ANTGO_HEARTBEAT_TIMEOUT_S = "ANTGO_HEARTBEAT_TIMEOUT_S"
 ANTGO_LABEL_STUDIO_VENV = "ANTGO_LABEL_STUDIO_VENV"
 #: Annotator passwords, ``name:password`` lines (a 0600 file via --white-users-file is preferred).
 ANTGO_WHITE_USERS = "ANTGO_WHITE_USERS"
+#: The Optuna storage URL an HPO worker joins (set by ``antgo hpo`` for the workers it starts).
+ANTGO_HPO_STORAGE = "ANTGO_HPO_STORAGE"
+#: The Label Studio the automation server (`antgo server`) sends labelling to (its
+#: ``--label-studio`` default); its API token is in ``LABEL_STUDIO_API_KEY``.
+ANTGO_LABEL_STUDIO_URL = "ANTGO_LABEL_STUDIO_URL"
 
 
 def text(name: str) -> str | None:

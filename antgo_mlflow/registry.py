@@ -227,14 +227,24 @@ def check_kwargs(obj: Callable, kwargs: Mapping[str, Any], path: str, type_name:
 
 
 # The named registries. `locations` are imported on first lookup.
-MODELS = Registry("model", locations=("antgo_mlflow.models",))
+# inference.teacher registers PretrainedModel (a frozen model from any URI the shared loader
+# resolves): models build a distillation teacher through the registry, never importing upwards.
+MODELS = Registry("model", locations=("antgo_mlflow.models", "antgo_mlflow.inference.teacher"))
 LOSSES = Registry("loss", locations=("antgo_mlflow.models.losses",))
-DATASETS = Registry("dataset", locations=("antgo_mlflow.data.datasets",))
+DATASETS = Registry(
+    "dataset",
+    locations=(
+        "antgo_mlflow.data.datasets",
+        "antgo_mlflow.data.gt_dataset",
+        "antgo_mlflow.data.concat",
+    ),
+)
 TRANSFORMS = Registry("transform", locations=("antgo_mlflow.data.transforms",))
 HOOKS = Registry("hook", locations=("antgo_mlflow.engine.hooks",))
 METRICS = Registry("metric", locations=("antgo_mlflow.engine.metrics",))
 OPTIMIZERS = Registry("optimizer", locations=("antgo_mlflow.engine.optim",))
 SCHEDULERS = Registry("scheduler", locations=("antgo_mlflow.engine.optim",))
+ACQUISITIONS = Registry("acquisition", locations=("antgo_mlflow.active.strategies",))
 LOOPS = Registry("loop", locations=("antgo_mlflow.engine.loops",))
 SAMPLERS = Registry("sampler", locations=("antgo_mlflow.data.samplers",))
 COLLATE = Registry("collate function", locations=("antgo_mlflow.data.collate",))
@@ -248,6 +258,7 @@ ROOT_REGISTRIES = {
     "METRICS": METRICS,
     "OPTIMIZERS": OPTIMIZERS,
     "SCHEDULERS": SCHEDULERS,
+    "ACQUISITIONS": ACQUISITIONS,
     "LOOPS": LOOPS,
     "SAMPLERS": SAMPLERS,
     "COLLATE": COLLATE,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,9 +24,9 @@ USER = "antgo"
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from antgo_mlflow.review.browser import free_port
+
+    return free_port()
 
 
 def find_bin() -> Path | None:

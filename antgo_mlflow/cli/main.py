@@ -23,6 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("antgo_mlflow.cli.projects:promote", "Give a model version a role (alias)."),
     "demote": ("antgo_mlflow.cli.projects:demote", "Take a role (alias) from a model version."),
     "train": ("antgo_mlflow.cli.projects:train", "Run an experiment's train entry point."),
+    "active": (
+        "antgo_mlflow.cli.active:active",
+        "Active learning: rank a pool, find label errors.",
+    ),
+    "server": (
+        "antgo_mlflow.cli.server:server",
+        "Run the automation loop (predict, select, label, train, promote).",
+    ),
     "hpo": ("antgo_mlflow.cli.hpo:hpo", "Hyper-parameter search (Optuna), trials as MLflow runs."),
     "submitter": (
         "antgo_mlflow.cli.submitter:submitter",

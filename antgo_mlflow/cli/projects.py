@@ -77,6 +77,7 @@ def show_project(project: str | None, as_json: bool) -> None:
             click.echo(f"{row['project']}  (experiment {row['experiment_id']}){extra}")
         return
     info = _run(describe_project, project)
+    info["loop"] = _run(_loop_state, info["experiment_id"])
     if as_json:
         _echo_json(info)
         return
@@ -88,10 +89,7 @@ def show_project(project: str | None, as_json: bool) -> None:
         else "  metric: none (runs ranked by start time)"
     )
     click.echo(head)
-    if info["git"] or info["image"]:
-        click.echo(
-            f"  git: {info['git'] or '-'}  image: {info['image'] or '-'}  auto: {info['auto']}"
-        )
+    click.echo(f"  git: {info['git'] or '-'}  image: {info['image'] or '-'}  auto: {info['auto']}")
     click.echo("roles:")
     for role, holders in info["roles"].items():
         if not holders:
@@ -124,6 +122,25 @@ def show_project(project: str | None, as_json: bool) -> None:
             else "-"
         )
         click.echo(f"  {kind:<15} {value}")
+    loop = info["loop"]
+    if not loop.get("iterations"):
+        click.echo("loop: no iterations yet")
+    else:
+        click.echo(
+            f"loop: iteration {loop['iteration']} {loop['state']}  step: {loop['current_step']}"
+            f"  (pipeline run {loop['run_id']})"
+        )
+        if loop.get("note"):
+            click.echo(f"  {loop['note']}")
+        if loop.get("last_promotion"):
+            click.echo(f"  last evaluation: {loop['last_promotion']}")
+
+
+def _loop_state(experiment_id: str) -> dict:
+    from antgo_mlflow.project.projects import get_client
+    from antgo_mlflow.server.state import loop_state
+
+    return loop_state(get_client(), experiment_id)
 
 
 @show.command("exp")
@@ -455,6 +472,13 @@ def _train_cloud(project, exp, gpu_id, entry_point, params, ssh, docker, script,
 )
 @click.option("--entry-point", default="train", show_default=True, help="MLproject entry point.")
 @click.option("--gpu-id", default=None, help="GPUs to use, e.g. 0 or 0,1 (-1: CPU).")
+@click.option(
+    "--stage",
+    type=click.Choice(["auto", "supervised", "semi", "distillation"]),
+    default="auto",
+    show_default=True,
+    help="Train with project/semi or project/distillation (auto: the one the project has).",
+)
 @_cloud_options
 @project_opt
 @click.option("--exp", required=True, help="Exp folder (with an MLproject) to run.")
@@ -467,28 +491,41 @@ def train(
     script: bool,
     ip: str | None,
     gpu_id: str | None,
+    stage: str,
     entry_point: str,
     params: tuple[str, ...],
 ) -> None:
     """Run the exp's MLproject train entry point into the project's experiment.
 
     Locally by default; with --cloud (or --ssh/--docker/--script) it is submitted through a
-    registered submitter, its output streamed here and into the run's logs/remote.log.
+    registered submitter, its output streamed here and into the run's logs/remote.log. With a
+    project/semi or project/distillation setting (or --stage) the exp's config is wrapped in
+    that method and trained on the project's registered train/label and train/unlabel data.
 
     \b
     Example:
       antgo train --exp=mycls1 --project=mycls --gpu-id=0 -P epochs=2
+      antgo train --exp=mycls1 --project=mycls --stage=semi
       antgo train --exp=mycls1 --project=mycls --cloud --ssh
     """
     from antgo_mlflow.project.experiments import train as do_train
 
     if cloud or ssh or docker or script or ip:
+        if stage not in ("auto", "supervised"):
+            raise UsageError("--stage: semi/distillation configs are built for local runs only")
         _train_cloud(project, exp, gpu_id, entry_point, params, ssh, docker, script, ip)
         return
     result = _run(
-        do_train, project, exp, gpu_id=gpu_id, params=_parse_params(params), entry_point=entry_point
+        do_train,
+        project,
+        exp,
+        gpu_id=gpu_id,
+        params=_parse_params(params),
+        entry_point=entry_point,
+        stage=stage,
     )
-    click.echo(f"{project}: run {result['run_id']} of exp {exp} {result['status']}")
+    shown = "" if result.get("stage") in (None, "supervised") else f" ({result['stage']})"
+    click.echo(f"{project}: run {result['run_id']} of exp {exp}{shown} {result['status']}")
 
 
 @click.command("project")

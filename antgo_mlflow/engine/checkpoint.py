@@ -108,10 +108,15 @@ class LoadReport:
 
 
 def load_weights(
-    model: torch.nn.Module, path: str | os.PathLike, what: str = "load_from"
+    model: torch.nn.Module, path: str | os.PathLike, what: str = "load_from", prefix: str = ""
 ) -> LoadReport:
-    """Load only the model weights from ``path`` (non-strict) and report what did not match."""
+    """Load only the model weights from ``path`` (non-strict) and report what did not match.
+
+    ``prefix`` takes the weights of one sub-module (``"ema_model."``) with the prefix removed.
+    """
     state = model_state(load_checkpoint(path, what))
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = model.state_dict()
     report = LoadReport(str(path))
     usable = {}

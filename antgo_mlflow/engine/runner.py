@@ -313,6 +313,9 @@ class Runner:
             self.iters_per_epoch,
             total_iters=self.max_iters,
         )
+        check = getattr(self.model_core, "check_train_setup", None)
+        if callable(check):  # a wrapper refuses bad sources here, before any run or step
+            check(self.train_datasets, self.train_loaders, self.optim_wrapper)
         self._build_hooks()
         resume = self.resume_from
         if resume == "auto":

@@ -1,4 +1,4 @@
-"""What the MLproject entry points run: ``python -m antgo_mlflow.entrypoints.<train|export|pseudo_label>``.
+"""What the MLproject entry points run: ``python -m antgo_mlflow.entrypoints.<train|export|pseudo_label|active_learning>``.
 
 Each script validates its own parameters (MLflow checks none) and turns every user-fixable
 problem into one line on stderr and exit code 2. ``run_main`` and ``ArgumentParser`` are what a

@@ -125,6 +125,11 @@ def optional(value: str | None) -> str | None:
     return value or None
 
 
+def split_values(values: Sequence[str]) -> list[str]:
+    """Repeated and comma-separated values (``--models a,b --models c``) as one list."""
+    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+
+
 def parse_bool(flag: str, value: str | bool) -> bool:
     """``true/false/1/0/yes/no`` -> bool (MLproject parameters are strings)."""
     if isinstance(value, bool):

@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from antgo_mlflow import env
 from antgo_mlflow.errors import UsageError
 
 SQLITE_FILE = "optuna.db"
 JOURNAL_FILE = "optuna-journal.log"
 HEARTBEAT_ATTR = "antgo.heartbeat"
 #: The storage URL of worker processes (not a command-line argument: it may hold a password).
-STORAGE_ENV = "ANTGO_HPO_STORAGE"
+STORAGE_ENV = env.ANTGO_HPO_STORAGE
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from antgo_mlflow.errors import AntgoError, ConfigError, UsageError
+from antgo_mlflow.errors import AntgoError, ConfigError, UsageError, one_line
 from antgo_mlflow.hpo import samplers
 from antgo_mlflow.hpo import storage as storages
 from antgo_mlflow.hpo.keys import METRIC_ATTR, PARENT_ATTR
@@ -290,7 +290,7 @@ def _abort(client, parent, study, storage, created: bool, exc: BaseException) ->
 def _tag(key: str, value: str):
     from mlflow.entities import RunTag
 
-    return RunTag(key, " ".join(str(value).split())[:500])
+    return RunTag(key, one_line(value)[:500])
 
 
 def run_processes(spec, url: str, say: Callable[[str], None]) -> None:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from antgo_mlflow.errors import AntgoError, UsageError
+from antgo_mlflow import env
+from antgo_mlflow.errors import AntgoError, UsageError, one_line
 
 ERROR_SUFFIX = ".error"
 
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = WorkerSpec.load(args[0])
     try:
-        storage_url = os.environ.get(STORAGE_ENV)
+        storage_url = env.text(STORAGE_ENV)
         if not storage_url:
             raise UsageError(f"${STORAGE_ENV}: not set (the worker's storage URL)")
         if spec.threads:
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     except AntgoError as exc:
         from antgo_mlflow.fileio import atomic_write_text
 
-        atomic_write_text(error_file(spec.work_root, spec.index), " ".join(str(exc).split()))
+        atomic_write_text(error_file(spec.work_root, spec.index), one_line(exc))
         print(f"antgo-hpo worker {spec.index}: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -167,8 +167,9 @@ def build_from_checkpoint(
     skipped = import_custom_modules(cfg, trusted)
     if not isinstance(cfg.get("model"), Mapping):
         raise UsageError(f"{flag}: {name}: its config has no model dict; pass --config")
+    model_cfg, prefix = _inference_config(cfg.model)
     try:
-        model = MODELS.build(cfg.model, path="model")
+        model = MODELS.build(model_cfg, path="model")
     except RegistryError as exc:
         if not skipped:
             raise
@@ -176,8 +177,20 @@ def build_from_checkpoint(
             f"{flag}: {name}: {exc}; its config's custom_imports {skipped} are not imported "
             f"from a checkpoint: pass --config, or {TRUST_FLAG} if you trust this file"
         ) from None
-    load_weights(model, path, flag)
+    load_weights(model, path, flag, prefix=prefix)
     return CheckpointModel(model.eval(), cfg, meta, path)
+
+
+def _inference_config(model_cfg: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The config of the module a checkpoint's model exports, and its state-dict prefix: a
+    semi-supervised or distillation wrapper names its EMA copy or student
+    (``inference_spec``), so the wrapper (and its teacher) is never built for inference."""
+    from antgo_mlflow.registry import MODELS
+
+    cls = MODELS.get(model_cfg.get("type")) if isinstance(model_cfg.get("type"), str) else None
+    spec = getattr(cls, "inference_spec", None)
+    found = spec(model_cfg) if callable(spec) else None
+    return (found[0], found[1]) if found else (model_cfg, "")
 
 
 def run_checkpoint_name(run_id: str, path: Path, tmp: Path) -> str:

@@ -26,7 +26,9 @@ The contract between models and the engine (``antgo_mlflow.models.base``):
   batch: ``reset()``, ``process(predictions, batch)``, ``compute() -> dict[str, float]``.
 
 Registered here: ImageClassifier; heads ClsHead, StackedLinearClsHead; backbones WideResNet,
-TVBackbone, ResnetTV. Losses: CrossEntropyLoss, BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
+TVBackbone, ResnetTV; semi-supervised FixMatch, MetaPseudoLabels (``semi/``) and distillation
+Distiller (``distill/``), each wrapping a classifier (``inference_model()`` is what is exported).
+Losses: CrossEntropyLoss, BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
 
 Example:
     >>> from antgo_mlflow.registry import MODELS
@@ -35,7 +37,15 @@ Example:
     ...     head=dict(type="ClsHead")), path="model")
 """
 
-from antgo_mlflow.models import backbones, base, classifier, heads, losses  # noqa: F401  (registers)
+from antgo_mlflow.models import (  # noqa: F401  (registers)
+    backbones,
+    base,
+    classifier,
+    distill,
+    heads,
+    losses,
+    semi,
+)
 from antgo_mlflow.models.base import BaseModel, PlainModelSteps, as_steps
 from antgo_mlflow.models.classifier import ImageClassifier
 from antgo_mlflow.models.heads import ClsHead, StackedLinearClsHead

@@ -16,7 +16,9 @@ holds is between the model and its data. The defaults here are supervised classi
 
 An algorithm (FixMatch, a distiller, a detector) overrides what differs: its ``train_step``
 receives ``{"labeled": batch, "unlabeled": batch}`` when ``data.train`` names several sources,
-and may step an ``OptimWrapperDict``'s members in its own order. A plain ``nn.Module`` that
+and may step an ``OptimWrapperDict``'s members in its own order. Wrappers also override
+``inference_model()`` (what is logged and exported), ``inference_spec()`` (how loaders rebuild
+that module from a checkpoint) and ``check_train_setup()`` (bad sources fail before step one). A plain ``nn.Module`` that
 returns a loss dict (antgo's contract) trains unchanged: ``as_steps`` wraps it without changing
 its ``state_dict``.
 
@@ -158,6 +160,22 @@ class BaseModel(nn.Module):
         engine checks them before the first step. Override when the model needs other labels
         (boxes) or none (return ``[]``)."""
         return labelled_sources(self, names)
+
+    # -- optional: what wrappers (semi-supervised, distillation) override ------------------------
+    def inference_model(self) -> nn.Module:
+        """The module that is logged, exported and registered (this model itself by default; a
+        semi-supervised or distillation wrapper returns its EMA copy or its student)."""
+        return self
+
+    @classmethod
+    def inference_spec(cls, model_cfg: Mapping[str, Any]) -> tuple[dict, str] | None:
+        """``(config, state-dict prefix)`` that rebuild ``inference_model()`` from this model's
+        config and checkpoint without building this model (None: build this model itself)."""
+        return None
+
+    def check_train_setup(self, datasets: Mapping, loaders: Mapping, optim_wrapper) -> None:
+        """Called once before the first step with the training sources (``{name: dataset}``,
+        ``{name: DataLoader}``) and the optimizer wrapper; raises ConfigError on a bad setup."""
 
 
 class PlainModelSteps:

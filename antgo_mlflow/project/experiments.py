@@ -377,20 +377,70 @@ def _new_train_run(
     return client, experiment, folder, params, run_id
 
 
+def _staged_params(
+    project: str, exp: str, stage: str | None, params: dict[str, Any], entry_point: str, tmp: str
+) -> tuple[dict[str, Any], str]:
+    """``(params, stage)``: for a semi-supervised or distillation stage, ``config`` points at the
+    config :func:`~antgo_mlflow.project.training_config.build_training_config` wrote into
+    ``tmp``; a supervised stage leaves the parameters alone."""
+    from mlflow.projects.utils import load_project
+
+    from antgo_mlflow.project.settings import get_setting
+    from antgo_mlflow.project.training_config import build_training_config, resolve_stage
+
+    client = get_client()
+    experiment = get_project(project, client)
+    settings = {k: get_setting(project, k, client) for k in ("semi", "distillation")}
+    stage = resolve_stage(stage, settings)
+    if stage == "supervised":
+        return params, stage
+    folder = exp_folder(project, exp, experiment)
+    entry = load_project(str(folder))._entry_points.get(entry_point)
+    declared = entry.parameters if entry is not None else {}
+    if "config" not in declared:
+        raise UsageError(
+            f"--stage={stage}: {folder / MLPROJECT} entry point {entry_point!r} has no config "
+            "parameter to pass the semi-supervised/distillation config through"
+        )
+    base = (params or {}).get("config") or declared["config"].default
+    if not base:
+        raise UsageError(f"--stage={stage}: give the exp's base config with -P config=<file>")
+    base_path = Path(base) if Path(base).is_absolute() else folder / base
+    cfg = build_training_config(base_path, project, stage, settings=settings, client=client)
+    out = Path(tmp) / f"{exp}-{stage}.py"
+    cfg.dump(out)
+    return {**(params or {}), "config": str(out)}, stage
+
+
 def train(
     project: str,
     exp: str,
     gpu_id: str | None = None,
     params: dict[str, Any] | None = None,
     entry_point: str = "train",
+    stage: str | None = None,
 ) -> dict:
     """Run the exp's MLproject ``train`` entry point locally into the project's experiment.
 
     The run is tagged ``antgo.project``/``antgo.exp`` and gets the project's registered data
     as ``mlflow.data`` inputs (context = split); ``gpu_id`` sets ``CUDA_VISIBLE_DEVICES``
-    (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). Returns
+    (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). ``stage``
+    (``supervised``/``semi``/``distillation``; default: the one of ``project/semi`` and
+    ``project/distillation`` the project has) trains the config ``build_training_config``
+    makes from the exp's ``config`` parameter, the setting and the registered data. Returns
     ``{run_id, status}``; a failed run raises one line naming the run.
     """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="antgo-train-") as tmp:
+        params, stage = _staged_params(project, exp, stage, dict(params or {}), entry_point, tmp)
+        result = _train_local(project, exp, gpu_id, params, entry_point)
+    return {**result, "stage": stage}
+
+
+def _train_local(
+    project: str, exp: str, gpu_id: str | None, params: dict[str, Any], entry_point: str
+) -> dict:
     from mlflow.exceptions import ExecutionException
 
     from antgo_mlflow.project.child_run import run_entry_point

@@ -9,6 +9,10 @@ Secrets are never stored: a config value under a password/secret/token key is re
 annotators (``white_users``) are stored as user names only - their passwords stay in a file only
 its owner can read (``white_users_file``) or in an environment variable (``white_users_env``,
 default ``ANTGO_WHITE_USERS``), read when labelling starts (``antgo_mlflow.credentials``).
+``project/activelearning``: ``--name`` is a registered acquisition strategy (ACQUISITIONS:
+``hybrid``, ``margin``, ``kcenter``, ...; antgo's ``ac`` is ``hybrid``); ``--config=ac_config.py``
+may set ``strategy`` (a name or ``dict(type=..., **options)``), ``budget`` (antgo's
+``sampling_num``), ``pool_factor``, ``models``, ``batch_size`` and ``seed``, nothing else.
 """
 
 from __future__ import annotations
@@ -33,14 +37,24 @@ from antgo_mlflow.project.projects import (
 BUILTINS: dict[str, tuple[str, ...]] = {
     "submitter": ("local", "ssh", "docker", "custom"),
     "label": (),
-    "semi": ("dense", "detmpl", "mpl"),
-    "distillation": ("reviewkd",),
-    "activelearning": ("ac",),
+    "semi": ("fixmatch", "mpl"),  # dense/detmpl (detection) are refused with a reason
+    "distillation": ("kd",),
+    "activelearning": (),  # the ACQUISITIONS registry's names, see builtin_names()
 }
 KINDS = tuple(BUILTINS)
 #: Annotator keys a label/activelearning config may hold (names and where passwords live).
 WHITE_USER_KEYS = ("white_users", "white_users_file", "white_users_env")
 LABEL_TYPES = ("CLASS", "RECT", "POINT", "POLYGON", "SKELETON")
+ACTIVE_KEYS = ("strategy", "budget", "sampling_num", "pool_factor", "models", "batch_size", "seed")
+
+
+def builtin_names(kind: str) -> tuple[str, ...]:
+    """The names ``--name`` accepts for setting ``kind``."""
+    if kind == "activelearning":
+        from antgo_mlflow.registry import ACQUISITIONS
+
+        return tuple(ACQUISITIONS)
+    return BUILTINS[kind]
 
 
 def _check_kind(kind: str) -> str:
@@ -141,6 +155,57 @@ def _refuse_secrets(data: dict, where: str) -> None:
         )
 
 
+def _positive_int(cfg: dict, key: str, where: str) -> None:
+    value = cfg.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{where}: {key}={value!r} must be a positive integer")
+
+
+def validate_activelearning(cfg: dict, where: str, name: str | None = None) -> dict:
+    """Check an active-learning config (keys in ``ACTIVE_KEYS``); ``strategy`` becomes a dict.
+
+    The strategy (``--name`` or ``strategy``, default ``hybrid``) is built once from ACQUISITIONS
+    so that an unknown name or option fails here, naming the key.
+    """
+    from antgo_mlflow.registry import ACQUISITIONS
+
+    # annotators and antgo's label metas ride along: the labelling of selected samples reads them
+    unknown = sorted(set(cfg) - set(ACTIVE_KEYS) - set(WHITE_USER_KEYS) - {"metas"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (project/activelearning takes "
+            f"{', '.join(ACTIVE_KEYS)})"
+        )
+    out = dict(cfg)
+    if "sampling_num" in out:  # antgo's name for the number of samples to select
+        if "budget" in out:
+            raise ConfigError(f"{where}: give budget or antgo's sampling_num, not both")
+        out["budget"] = out.pop("sampling_num")
+    for key in ("budget", "batch_size"):
+        _positive_int(out, key, where)
+    seed = out.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"{where}: seed={seed!r} must be an integer")
+    models = out.get("models")
+    if models is not None and (
+        not isinstance(models, (list, tuple)) or not all(isinstance(m, str) and m for m in models)
+    ):
+        raise ConfigError(f"{where}: models must be a list of model URIs")
+    if "metas" in out and not isinstance(out["metas"], dict):
+        raise ConfigError(f"{where}: metas must be a dict (e.g. dict(category=[...]))")
+    strategy = out.get("strategy", name or "hybrid")
+    strategy = dict(strategy) if isinstance(strategy, dict) else {"type": strategy}
+    if name and strategy.get("type") != name:
+        raise ConfigError(f"{where}: strategy {strategy.get('type')!r} contradicts --name={name}")
+    if "pool_factor" in out:
+        strategy.setdefault("pool_factor", out.pop("pool_factor"))
+    if not isinstance(strategy.get("type"), str):
+        raise ConfigError(f"{where}: strategy must be a strategy name or dict(type=name, ...)")
+    ACQUISITIONS.build(strategy, path=f"{where}: strategy")
+    out["strategy"] = strategy
+    return out
+
+
 def _load_config(path: str, kind: str) -> tuple[dict, str]:
     from antgo_mlflow.config import Config
 
@@ -153,14 +218,6 @@ def _load_config(path: str, kind: str) -> tuple[dict, str]:
     data = {k: v for k, v in data.items() if k not in WHITE_USER_KEYS} | users
     _refuse_secrets(data, where)
     return data, where
-
-
-#: antgo's built-in names that no implementation here serves yet: refused, with the reason.
-NOT_IMPLEMENTED = {
-    ("semi", "dense"): "detection dense-teacher is not implemented yet",
-    ("semi", "detmpl"): "detection Meta Pseudo Labels is not implemented yet",
-    ("distillation", "reviewkd"): "ReviewKD is not implemented",
-}
 
 
 def update_setting(
@@ -188,12 +245,13 @@ def update_setting(
     if not name and not config:
         delete_tag(client, experiment, key)
         return None
-    if name and BUILTINS[kind] and not config and name not in BUILTINS[kind]:
+    if kind in ("semi", "distillation"):
+        return _store(client, experiment, key, *_semi_data(kind, name, config, values))
+    names = builtin_names(kind)
+    if name and names and not config and name not in names:
         raise UsageError(
-            f"--name={name}: no built-in project/{kind} (choose {', '.join(BUILTINS[kind])} or give --config)"
+            f"--name={name}: no built-in project/{kind} (choose {', '.join(names)} or give --config)"
         )
-    if (kind, name) in NOT_IMPLEMENTED:
-        raise UsageError(f"--name={name}: {NOT_IMPLEMENTED[kind, name]} (project/{kind})")
     if kind == "label" and not config:
         raise UsageError(
             "project/label needs --config=<label_config.py> (type, category, meta.skeleton)"
@@ -207,7 +265,26 @@ def update_setting(
         data = validate_label(data, source)
     elif kind == "submitter":
         data = _validate_submitter(data, source or "project/submitter")
+    elif kind == "activelearning":
+        data = validate_activelearning(data, source or f"--name={name}", name)
     method = name or data.get("method") or data.get("type") or "custom"
+    if kind == "activelearning":
+        method = name or data["strategy"]["type"]
+    return _store(client, experiment, key, method, data, source)
+
+
+def _semi_data(kind: str, name: str | None, config: str | None, values: dict) -> tuple:
+    """``(method, config data, source)`` of a project/semi or project/distillation update:
+    implemented methods only (``training_config.validate_setting``)."""
+    from antgo_mlflow.project.training_config import validate_setting
+
+    data, source = _load_config(config, kind) if config else ({}, None)
+    data.update(values)
+    data = validate_setting(kind, name, data, source or f"--name={name}")
+    return data["method"], data, source
+
+
+def _store(client, experiment, key: str, method: str, data: dict, source: str | None) -> dict:
     text = json.dumps(data, sort_keys=True, default=str)
     setting = {
         "method": method,

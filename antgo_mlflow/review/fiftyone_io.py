@@ -11,6 +11,8 @@ Mapping (FiftyOne field <- GT field):
 * ``predictions``     <- ``predictions.bboxes/labels/scores`` (``Detections`` with confidences)
 * ``prediction_class``<- ``predictions.image_label/image_score`` (``Classification`` with confidence)
 * ``tag``             <- ``tag`` (provenance string); sample ``tags`` <- the GT list field ``tags``
+* ``al_score``, ``al_rank``, ``label_quality`` <- the same sample fields (active learning), as
+  sortable number fields (also kept in ``antgo_extra`` for the round trip)
 * ``antgo_extra``     <- everything FiftyOne cannot hold as a label (see below)
 
 Class names come from ``meta.json`` (``meta.category``); each label keeps its ``class_index``.
@@ -45,6 +47,8 @@ LABEL_FIELDS = (
     "prediction_class",
 )
 _PRED_KEYS = ("bboxes", "labels", "scores", "image_label", "image_label_name", "image_score")
+#: Numeric sample fields shown as sortable FiftyOne fields, with the type each is stored as.
+SCORE_FIELDS = {"al_score": float, "al_rank": int, "label_quality": float}
 
 
 def fo():
@@ -258,6 +262,10 @@ def gt_to_fo_sample(sample: dict, base_dir: str | os.PathLike, classes: list[str
     for k, v in sample.items():
         if k not in known:
             extra.setdefault("fields", {})[k] = v
+    for k, kind in SCORE_FIELDS.items():
+        v = sample.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            fs[k] = kind(v)
     fs[EXTRA] = extra
     return fs
 
@@ -494,7 +502,8 @@ def load_dataset(
         schema = dataset.get_field_schema()
         view = dataset.select(list(keep))
         old_tags = dict(zip(view.values(KEY), view.values("tags")))
-        for field in ("image_file", "image_url", "tag", INDEX, EXTRA, "metadata", *LABEL_FIELDS):
+        fields = ("image_file", "image_url", "tag", INDEX, EXTRA, "metadata", *LABEL_FIELDS)
+        for field in (*fields, *SCORE_FIELDS):
             values = {fs[KEY]: _get(fs, field) for fs in updates}
             if field in schema or any(v is not None for v in values.values()):
                 view.set_values(field, values, key_field=KEY)

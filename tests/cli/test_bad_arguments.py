@@ -130,7 +130,7 @@ CASES: dict[str, list[list[str]]] = {
     ],
     "tool label/start": [
         ["--src={gt}", "--tgt={out}"],
-        ["--src={gt}", "--tgt={out}", "--tags=Car"],
+        ["--src={gt}", "--tgt={out}", "--tags=Car:x"],
         ["--src={gt}", "--tgt={out}", "--tags=Car:0", "--port=70000"],
         ["--src={gt}", "--tgt={out}", "--tags=Car:0", "--type=CUBE"],
         ["--src={gt}", "--tgt={out}", "--tags=Car:0", "--white-users=ann:s3cret"],
@@ -174,6 +174,45 @@ CASES: dict[str, list[list[str]]] = {
         ["--project=sweep", "--config={al_password}"],
         ["--project=sweep", "--config={bad_py}"],
     ],
+    "active rank": [
+        [],
+        ["--src={missing}", "--models={missing}", "--budget=1", "--tgt={out}"],
+        ["--src={deep}", "--models={missing}", "--budget=1", "--tgt={out}"],
+        ["--src={outside}", "--models={missing}", "--budget=1", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=1", "--tgt={out}"],  # a detection GT
+        ["--src={gt}", "--models={missing}", "--budget=0", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=-2", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=abc", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=5", "--tgt={out}"],  # > the pool
+        ["--src={gt}", "--budget=1", "--tgt={out}"],  # no model
+        ["--src={gt}", "--models={missing}", "--budget=1", "--strategy=nosuch", "--tgt={out}"],
+        [
+            "--src={gt}",
+            "--models={missing}",
+            "--budget=1",
+            "--strategy=disagreement",
+            "--tgt={out}",
+        ],
+        ["--src={gt}", "--models={missing}", "--budget=1", "--pool-factor=nan", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=1", "--pool-factor=0.5", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=1", "--batch-size=0", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--budget=1", "--tgt={under_file}"],
+        ["--src={gt}", "--project=nosuch", "--budget=1", "--tgt={out}"],
+    ],
+    "active issues": [
+        [],
+        ["--src={missing}", "--models={missing}", "--tgt={out}"],
+        ["--src={deep}", "--models={missing}", "--tgt={out}"],
+        ["--src={gt}", "--tgt={out}"],  # neither models nor folds
+        ["--src={gt}", "--models={missing}", "--tgt={out}"],
+        ["--src={gt}", "--cv-folds=abc", "--tgt={out}"],
+        ["--src={gt}", "--cv-folds=3", "--tgt={out}"],  # folds need a training config
+        ["--src={gt}", "--cv-folds=1", "--config={label_py}", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--cv-folds=3", "--config={label_py}", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--epochs=0", "--tgt={out}"],
+        ["--src={gt}", "--models={missing}", "--batch-size=-1", "--tgt={out}"],
+    ],
+    "hpo": [[], ["--config={missing}"]],  # merged from main without cases (the sweep needs one)
     "update project/submitter": [["--project=sweep", "--config={sub_bad}"]],
     "update project/semi": [["--project=sweep", "--name=fixmatch"]],
     "update project/distillation": [["--project=nosuch", "--name=reviewkd"]],

@@ -93,6 +93,14 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         ),
         (("add", "owner", f"--project={project}"), "No such command 'owner'"),
         (("train", f"--project={project}", "--exp=e1", "-P", "lr"), "expected key=value"),
+        (
+            ("update", "project/semi", f"--project={project}", "--name=dense"),
+            "detection dense-teacher comes later",
+        ),
+        (
+            ("train", f"--project={project}", "--exp=e1", "--stage=semi"),
+            "no project/semi setting",
+        ),
         (("create", "project"), "--name is required"),
     ]:
         assert_one_line_error(cli(*args), fragment)

@@ -160,3 +160,21 @@ def test_a_killed_build_leaves_nothing_that_blocks_the_next(tmp_path):
     data = digits.prepare_digits(tmp_path)
     assert not stale.exists()
     assert data.splits["train"].count == 1259
+
+
+def test_digits_subset_is_stratified_disjoint_and_built_once(tmp_path):
+    data = digits.prepare_digits_subset(per_class=4, root=tmp_path)
+    labeled = _read_records(data.splits["labeled"].shards[0])
+    unlabeled = _read_records(data.splits["unlabeled"].shards[0])
+    assert len(labeled) == 40 and len(unlabeled) == 1259 - 40
+    assert sorted(int(r["image_label"]) for r in labeled) == sorted(list(range(10)) * 4)
+    assert not {r["image_file"] for r in labeled} & {r["image_file"] for r in unlabeled}
+    stamp = (data.root / digits.READY_FILE).stat().st_mtime_ns
+    assert digits.prepare_digits_subset(per_class=4, root=tmp_path).root == data.root
+    assert (data.root / digits.READY_FILE).stat().st_mtime_ns == stamp
+    other = digits.prepare_digits_subset(per_class=4, seed=1, root=tmp_path)
+    assert {r["image_file"] for r in _read_records(other.splits["labeled"].shards[0])} != {
+        r["image_file"] for r in labeled
+    }
+    tenth = digits.prepare_digits_subset(fraction=0.1, root=tmp_path)
+    assert tenth.splits["labeled"].count == 126 and tenth.splits["test"].count == 359

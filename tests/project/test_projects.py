@@ -173,3 +173,50 @@ def test_train_runs_the_exp_mlproject_into_the_project(project, tmp_path):
         ex.train(project, "e9")
     with pytest.raises(AntgoError, match="no entry point"):
         ex.train(project, "e1", entry_point="export")
+
+
+_TRAIN_CONFIG = """
+import sys
+from antgo_mlflow.config import Config
+import mlflow
+cfg = Config.fromfile(sys.argv[1])
+with mlflow.start_run():
+    mlflow.log_param("model_type", cfg.model.type)
+    mlflow.log_param("sources", ",".join(cfg.data.train))
+"""
+
+
+def test_train_with_a_semi_setting_trains_the_config_the_helper_builds(project, tmp_path):
+    from antgo_mlflow.project.settings import update_setting
+
+    folder = tmp_path / "e1"
+    (folder / "configs").mkdir(parents=True)
+    (folder / "train.py").write_text(_TRAIN_CONFIG)
+    (folder / "configs" / "config.py").write_text(
+        "model = dict(type='ImageClassifier', backbone=dict(type='WideResNet', num_classes=10))\n"
+        "data = dict(train=dict(type='TFDataset', data_path_list=['/x'], pipeline=[\n"
+        "    dict(type='ToTensor', keys=['image'])]))\n"
+    )
+    (folder / "MLproject").write_text(
+        textwrap.dedent(
+            f"""
+            name: e1
+            entry_points:
+              train:
+                parameters:
+                  config: {{type: string, default: configs/config.py}}
+                command: "{sys.executable} train.py {{config}}"
+            """
+        )
+    )
+    gt = tmp_path / "pool.json"
+    gt.write_text('[{"image_file": "a.png", "height": 4, "width": 4}]')
+    add_data(project, "train/unlabel", str(gt), "pool")
+    update_setting(project, "semi", name="fixmatch")
+    result = ex.train(project, "e1")
+    assert result["stage"] == "semi"
+    params = pj.get_client().get_run(result["run_id"]).data.params
+    assert params["model_type"] == "FixMatch" and params["sources"] == "labeled,unlabeled"
+    supervised = ex.train(project, "e1", stage="supervised")
+    params = pj.get_client().get_run(supervised["run_id"]).data.params
+    assert params["model_type"] == "ImageClassifier"

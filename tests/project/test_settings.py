@@ -58,11 +58,11 @@ def test_bad_label_configs_are_rejected_and_nothing_is_stored(project, tmp_path,
 
 def test_builtin_names_configs_and_clearing(project, tmp_path):
     assert st.update_setting(project, "semi", name="mpl")["method"] == "mpl"
-    cfg = _cfg(tmp_path, "ac.py", "sampling_num = 5000\nsampling_count = 5\n")
+    assert st.update_setting(project, "distillation", name="kd")["config"] == {"method": "kd"}
+    cfg = _cfg(tmp_path, "ac.py", "sampling_num = 5000\npool_factor = 2\n")
     stored = st.update_setting(project, "activelearning", config=cfg, name="ac")
-    assert (
-        stored["config"] == {"sampling_num": 5000, "sampling_count": 5} and stored["source"] == cfg
-    )
+    assert stored["source"] == cfg and stored["method"] == "ac"
+    assert stored["config"] == {"budget": 5000, "strategy": {"type": "ac", "pool_factor": 2}}
     sub = _cfg(tmp_path, "sub.py", "method = 'ssh'\ngpu_num = 2\ncpu_num = 8\nmemory = 16000\n")
     assert st.update_setting(project, "submitter", config=sub)["method"] == "ssh"
     assert st.update_setting(project, "semi", name="", config="") is None
@@ -70,7 +70,9 @@ def test_builtin_names_configs_and_clearing(project, tmp_path):
     assert st.all_settings(project)["submitter"]["config"]["gpu_num"] == 2
     before = registry_state(project)
     for kwargs, fragment in [
-        (dict(kind="semi", name="fixmatch"), "no built-in project/semi"),
+        (dict(kind="semi", name="dense"), "detection dense-teacher comes later"),
+        (dict(kind="semi", name="meanteacher"), "unknown project/semi method 'meanteacher'"),
+        (dict(kind="distillation", name="reviewkd"), "ReviewKD is not implemented"),
         (dict(kind="label", name="x"), "needs --config"),
         (dict(kind="submitter", config=_cfg(tmp_path, "s.py", "gpu_num = -1\n")), "gpu_num"),
         (dict(kind="semi", config=str(tmp_path / "missing.py")), "config file not found"),
@@ -89,6 +91,44 @@ def test_a_large_setting_is_a_settings_run_artifact(project, tmp_path):
     assert len(st.get_setting(project, "semi")["config"]["classes"]) == 800
     run = get_client().get_run(tag["$ref"].split("/")[1])
     assert run.data.tags["antgo.kind"] == "settings" and run.info.status == "FINISHED"
+
+
+def test_activelearning_names_are_the_registered_strategies(project, tmp_path):
+    assert st.update_setting(project, "activelearning", name="margin")["config"] == {
+        "strategy": {"type": "margin"}
+    }
+    cfg = _cfg(
+        tmp_path,
+        "ac_config.py",
+        "strategy = dict(type='hybrid', uncertainty='entropy')\nbudget = 50\npool_factor = 4\n"
+        "models = ['models:/x@champion']\n",
+    )
+    stored = st.update_setting(project, "activelearning", config=cfg)
+    assert stored["method"] == "hybrid" and stored["config"]["budget"] == 50
+    assert stored["config"]["strategy"] == {
+        "type": "hybrid",
+        "uncertainty": "entropy",
+        "pool_factor": 4,
+    }
+    before = registry_state(project)
+    for kwargs, fragment in [
+        (dict(name="uncertainty"), "no built-in project/activelearning"),
+        (
+            dict(config=_cfg(tmp_path, "a.py", "sampling_count = 5\n")),
+            "unknown key 'sampling_count'",
+        ),
+        (dict(config=_cfg(tmp_path, "b.py", "budget = 0\n")), "budget=0 must be a positive"),
+        (dict(config=_cfg(tmp_path, "c.py", "strategy = 'kcentre'\n")), "did you mean 'kcenter'"),
+        (dict(config=_cfg(tmp_path, "d.py", "pool_factor = 0.5\n")), "pool_factor"),
+        (
+            dict(config=_cfg(tmp_path, "e.py", "strategy = 'margin'\n"), name="kcenter"),
+            "contradicts",
+        ),
+        (dict(config=_cfg(tmp_path, "f.py", "metas = ['a']\n")), "metas must be a dict"),
+    ]:
+        with pytest.raises(AntgoError, match=fragment):
+            st.update_setting(project, "activelearning", **kwargs)
+    assert registry_state(project) == before
 
 
 SECRET = "s3cret-Pa55word"

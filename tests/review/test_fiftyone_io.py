@@ -81,3 +81,31 @@ def test_app_edits_come_back_as_gt(fio, gt_dir):
     assert back[0]["image_label"] == 3 and back[0]["image_label_name"] == "truck"
     assert classes == ["car", "train", "bus", "truck"]
     ds.delete()
+
+
+def test_active_learning_scores_are_sortable_fields_and_predictions_a_label(fio, tmp_path):
+    from PIL import Image
+
+    from antgo_mlflow.gt import new_sample
+
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    scores = [0.25, 0.9, 0.5]
+    samples = [
+        new_sample(
+            image_file=f"{i}.png",
+            al_score=s,
+            al_rank=r,
+            predictions={"image_label": i, "image_score": 0.6, "probabilities": [0.6, 0.4]},
+        )
+        for i, (s, r) in enumerate(zip(scores, [3, 1, 2]))
+    ]
+    ds = fio.load_dataset("al-view", samples, tmp_path, None, persistent=False)
+    assert ds.sort_by("al_score", reverse=True).values("image_file") == ["1.png", "2.png", "0.png"]
+    assert ds.sort_by("al_rank").values("al_score") == [0.9, 0.5, 0.25]
+    assert ds.match({"image_file": "2.png"}).first().prediction_class.confidence == 0.6
+    back, _ = fio.dataset_to_gt(ds)
+    assert [b["al_score"] for b in back] == scores and back[0]["predictions"] == samples[0][
+        "predictions"
+    ]
+    ds.delete()

@@ -202,21 +202,28 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     raw, images, targets = _load_source()
     digest = digest_of(raw)
     base = Path(root) if root is not None else cache_dir()
-    base = base / f"{NAME}-v{LAYOUT_VERSION}"
-    final = base / digest
-    if (final / READY_FILE).is_file():
-        return _prepared(final, digest)
+    final = base / f"{NAME}-v{LAYOUT_VERSION}" / digest
+    if not (final / READY_FILE).is_file():
+        print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
+        started = time.perf_counter()
+        _publish(final, lambda tmp: _build(tmp, images, targets, digest))
+        print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return _prepared(final, digest)
+
+
+def _publish(final: Path, build) -> None:
+    """``build(tmp)`` in a hidden sibling folder, then rename it to ``final`` (see the module
+    docstring: the first complete copy wins, a reader never sees a half-written folder)."""
+    base = final.parent
     base.mkdir(parents=True, exist_ok=True)
     if final.exists():  # a folder without its ready marker: not ours to trust, move it aside
         with contextlib.suppress(OSError):
             os.rename(final, base / f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:8]}")
     _remove_stale(base)
-    tmp = base / f"{TMP_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
-    print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
-    started = time.perf_counter()
+    tmp = base / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     try:
-        with _no_progress():  # one line above instead of three short-lived bars
-            _build(tmp, images, targets, digest)
+        with _no_progress():  # one line instead of short-lived progress bars
+            build(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -225,8 +232,6 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
             # another process finished first: its copy is identical, keep it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return _prepared(final, digest)
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -236,3 +241,91 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     _, images, targets = _load_source()
     rgb = np.stack([np.asarray(Image.open(io.BytesIO(render(im))).convert("RGB")) for im in images])
     return rgb, targets
+
+
+def _subset_name(per_class: int | None, fraction: float | None, seed: int) -> str:
+    if (per_class is None) == (fraction is None):
+        raise ValueError("give exactly one of per_class and fraction")
+    if per_class is not None:
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+        return f"train-{per_class}pc-s{int(seed)}"
+    if not 0 < float(fraction) <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return f"train-{round(float(fraction) * 1000):04d}pm-s{int(seed)}"
+
+
+def subset_indices(
+    labels: list[int], per_class: int | None, fraction: float | None, seed: int
+) -> list[int]:
+    """Stratified labelled subset of ``labels``' positions: per class, the first ``per_class``
+    (or ``round(fraction * class size)``, at least 1) in sha256 order of (seed, position)."""
+    chosen: list[int] = []
+    for cls in sorted(set(labels)):
+        members = [i for i, y in enumerate(labels) if y == cls]
+        members.sort(key=lambda i: hashlib.sha256(f"digits-subset:{seed}:{i}".encode()).hexdigest())
+        k = per_class if per_class is not None else max(1, round(float(fraction) * len(members)))
+        chosen += members[:k]
+    return sorted(chosen)
+
+
+def _build_subset(tmp: Path, prepared: PreparedData, indices: list[int], name: str) -> None:
+    from antgo_mlflow.data.pack import pack
+    from antgo_mlflow.gt import load_gt, save_gt
+
+    train = prepared.splits["train"]
+    samples = load_gt(train.gt, validate=False)
+    keep = set(indices)
+    tmp.mkdir(parents=True)
+    for part, picked in (
+        ("labeled", [s for i, s in enumerate(samples) if i in keep]),
+        ("unlabeled", [s for i, s in enumerate(samples) if i not in keep]),
+    ):
+        for s in picked:  # relative to the subset folder, which sits beside the tmp folder
+            s["image_file"] = os.path.relpath(train.gt.parent / s["image_file"], tmp)
+        save_gt(tmp / f"{part}.json", picked)
+        # the images stay in the digits folder: allow it as the subset GT's data root
+        pack(
+            str(tmp / f"{part}.json"),
+            str(tmp / "shards"),
+            part,
+            num=max(1, len(picked)),
+            data_roots=[str(prepared.root)],
+        )
+    (tmp / READY_FILE).write_text(json.dumps({"name": name, "labeled": len(indices)}))
+
+
+def prepare_digits_subset(
+    per_class: int | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> PreparedData:
+    """Split the digits' train split into a small labelled part and the rest (built once).
+
+    The ``labeled`` split holds ``per_class`` samples of each class (or ``fraction`` of each
+    class), chosen deterministically from ``seed``; ``unlabeled`` holds every other train
+    sample, its labels kept (semi-supervised methods ignore them; they only measure the
+    pseudo-labels' accuracy). Both as GT JSON + TFRecord shards; val/test stay the digits'.
+
+    Example:
+        >>> data = prepare_digits_subset(per_class=4)        # 40 labelled, 1,219 unlabelled
+        >>> data.shard_paths("labeled"), data.shard_paths("unlabeled")
+    """
+    name = _subset_name(per_class, fraction, seed)
+    prepared = prepare_digits(root)
+    final = prepared.root / "subsets" / name
+    if not (final / READY_FILE).is_file():
+        from antgo_mlflow.gt import load_gt
+
+        labels = [int(s["image_label"]) for s in load_gt(prepared.splits["train"].gt, False)]
+        indices = subset_indices(labels, per_class, fraction, seed)
+        _publish(final, lambda tmp: _build_subset(tmp, prepared, indices, name))
+    splits = {
+        part: split_from_manifest(
+            part, final / f"{part}.json", final / "shards" / f"{part}-manifest.json"
+        )
+        for part in ("labeled", "unlabeled")
+    }
+    splits.update({s: prepared.splits[s] for s in ("val", "test")})
+    return PreparedData(f"{NAME}-{name}", final, CLASS_NAMES, splits, prepared.digest)

@@ -160,7 +160,7 @@ class MlflowLoggerHook(Hook):
         batch_seconds: step metrics wait up to this long to be sent together in one
             asynchronous ``log_batch`` (each request costs milliseconds of CPU in the store);
             everything is flushed at the end of each epoch and at exit. 0 sends at every log.
-        log_model: log the final model with ``mlflow.pytorch.log_model``.
+        log_model: log the final model (``model.inference_model()``) with ``mlflow.pytorch``.
         log_artifacts: ``'best'``/``'all'``/``'none'``; default ``checkpoint_config.log_artifacts``.
         run_name: name of a newly created run.
         tags: extra tags for the run.
@@ -440,7 +440,7 @@ class MlflowLoggerHook(Hook):
         self._log_best(runner)
         self._log_metric_artifacts(runner)
         if self.log_model and self._example is not None:
-            log_torch_model(self.client, self.run_id, runner.model_core, self._example)
+            log_torch_model(self.client, self.run_id, inference_model(runner), self._example)
 
     def on_exception(self, runner, exc: BaseException) -> None:
         if self.run_id is None or self._ended:
@@ -470,6 +470,14 @@ class MlflowLoggerHook(Hook):
             return
         if self.owns_run or force:
             self.client.set_terminated(self.run_id, status)
+
+
+def inference_model(runner) -> torch.nn.Module:
+    """The module a run logs as its model: ``model.inference_model()`` (a semi-supervised or
+    distillation wrapper's EMA copy or student), else the trained model itself."""
+    model = runner.model_core
+    get = getattr(model, "inference_model", None)
+    return get() if callable(get) else model
 
 
 def _example_image(batch: Any) -> torch.Tensor | None:
