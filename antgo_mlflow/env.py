@@ -7,7 +7,8 @@ from pathlib import Path
 
 #: Folder for prepared data (embedded datasets converted to GT + shards). Default ~/.cache/antgo-mlflow.
 ANTGO_CACHE_DIR = "ANTGO_CACHE_DIR"
-#: "0" turns progress bars off (tests and CI set it).
+#: "0" turns progress bars off, "1" forces them on; unset: on only when stderr is a terminal
+#: (bars rewrite their line with carriage returns, which a log file keeps as clutter).
 ANTGO_PROGRESS = "ANTGO_PROGRESS"
 #: "1" makes the CLI print tracebacks, like `antgo --debug`.
 ANTGO_DEBUG = "ANTGO_DEBUG"
@@ -48,6 +49,13 @@ def text(name: str) -> str | None:
 def progress_enabled() -> bool:
     """False when ``ANTGO_PROGRESS=0``."""
     return os.environ.get(ANTGO_PROGRESS, "1") != "0"
+
+
+def progress_forced() -> bool | None:
+    """``ANTGO_PROGRESS``: ``0`` -> False (no bars), any other value -> True (bars even in a
+    file), unset or empty -> None (bars on a terminal only, see ``antgo_mlflow.progress``)."""
+    value = os.environ.get(ANTGO_PROGRESS, "").strip()
+    return None if not value else value != "0"
 
 
 def debug() -> bool:
