@@ -7,7 +7,8 @@ from pathlib import Path
 
 #: Folder for prepared data (embedded datasets converted to GT + shards). Default ~/.cache/antgo-mlflow.
 ANTGO_CACHE_DIR = "ANTGO_CACHE_DIR"
-#: "0" turns progress bars off (tests and CI set it).
+#: "0" turns progress bars off, "1" forces them on; unset: on only when stderr is a terminal
+#: (bars rewrite their line with carriage returns, which a log file keeps as clutter).
 ANTGO_PROGRESS = "ANTGO_PROGRESS"
 #: "1" makes the CLI print tracebacks, like `antgo --debug`.
 ANTGO_DEBUG = "ANTGO_DEBUG"
@@ -26,6 +27,9 @@ ANTGO_ERROR_FILE = "ANTGO_ERROR_FILE"
 #: host means the run's owner is gone (default 300).
 ANTGO_HEARTBEAT_S = "ANTGO_HEARTBEAT_S"
 ANTGO_HEARTBEAT_TIMEOUT_S = "ANTGO_HEARTBEAT_TIMEOUT_S"
+#: The Optuna storage URL of `antgo hpo` worker processes (set by the study process, never on a
+#: command line: it may hold a password).
+ANTGO_HPO_STORAGE = "ANTGO_HPO_STORAGE"
 #: The Label Studio virtualenv (default ~/.cache/antgo-mlflow/label-studio-venv).
 ANTGO_LABEL_STUDIO_VENV = "ANTGO_LABEL_STUDIO_VENV"
 #: Annotator passwords, ``name:password`` lines (a 0600 file via --white-users-file is preferred).
@@ -45,6 +49,13 @@ def text(name: str) -> str | None:
 def progress_enabled() -> bool:
     """False when ``ANTGO_PROGRESS=0``."""
     return os.environ.get(ANTGO_PROGRESS, "1") != "0"
+
+
+def progress_forced() -> bool | None:
+    """``ANTGO_PROGRESS``: ``0`` -> False (no bars), any other value -> True (bars even in a
+    file), unset or empty -> None (bars on a terminal only, see ``antgo_mlflow.progress``)."""
+    value = os.environ.get(ANTGO_PROGRESS, "").strip()
+    return None if not value else value != "0"
 
 
 def debug() -> bool:

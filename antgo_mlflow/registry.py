@@ -241,7 +241,9 @@ DATASETS = Registry(
 )
 TRANSFORMS = Registry("transform", locations=("antgo_mlflow.data.transforms",))
 HOOKS = Registry("hook", locations=("antgo_mlflow.engine.hooks",))
-METRICS = Registry("metric", locations=("antgo_mlflow.engine.metrics",))
+METRICS = Registry(
+    "metric", locations=("antgo_mlflow.engine.metrics", "antgo_mlflow.engine.detection_metrics")
+)
 OPTIMIZERS = Registry("optimizer", locations=("antgo_mlflow.engine.optim",))
 SCHEDULERS = Registry("scheduler", locations=("antgo_mlflow.engine.optim",))
 ACQUISITIONS = Registry("acquisition", locations=("antgo_mlflow.active.strategies",))

@@ -18,6 +18,8 @@ the digits recipe (recipes/digits/config.py: WideResNet, AdamW + one-cycle), val
   lucky random run does not set the bar); for each seed, the wall time from the start of the
   study until one of its trials finished at or below the target (inf if never);
   ratio = median over seeds of that time / median over seeds of random search's wall time.
+  The same ratio in compute (epochs x widen_factor trained) is printed too: on a shared machine
+  whose load changes between studies it is the figure that stays comparable.
 - Workers: the 16 configurations of random seed 0 are queued into a new study and run by 2
   worker processes (1 torch thread each); the baseline is random seed 0 itself (the same 16
   configurations, 1 process, 2 torch threads). speedup = 1-worker wall / 2-worker wall.
@@ -160,6 +162,17 @@ def time_to_reach(result: dict, target: float) -> float:
         if state == "COMPLETE" and value <= target:
             return seconds
     return math.inf
+
+
+def work_to_reach(result: dict, target: float | None = None) -> float:
+    """Epochs x widen_factor trained until a trial finished at or below ``target`` (all of the
+    study's with None): the cost in compute, which a busy shared machine does not distort."""
+    work = 0.0
+    for _, value, state, trial in result["done"]:
+        work += len(trial.intermediate_values) * trial.params.get("model.backbone.widen_factor", 1)
+        if target is not None and state == "COMPLETE" and value <= target:
+            return work
+    return work if target is None else math.inf
 
 
 def best_top1(trial) -> float | None:
@@ -398,6 +411,14 @@ def report(state: dict, seeds: list[int], arms: list[str], trials: int, ctx: dic
             f"{method} time to reach it: {', '.join(f'{x:.0f}' for x in times)} s (median "
             f"{statistics.median(times):.0f} s) vs random's median wall {random_wall:.0f} s -> "
             f"ratio {ratios[method]:.2f}" + (" (goal <= 0.60)" if method == "tpe+median" else "")
+        )
+    random_work = statistics.median(work_to_reach(results[("random", s)]) for s in seeds)
+    for method in reach:
+        work = [work_to_reach(results[(method, s)], target) for s in seeds]
+        print(
+            f"{method} compute to reach it (epochs x width): {', '.join(f'{x:.0f}' for x in work)}"
+            f" (median {statistics.median(work):.0f}) vs random's {random_work:.0f} -> ratio "
+            f"{statistics.median(work) / random_work:.2f}"
         )
     distinct = len(set(w2["numbers"])) == len(w2["numbers"])
     print(

@@ -43,7 +43,12 @@ trust_opt = click.option(
 
 @click.group()
 def active() -> None:
-    """Active learning: rank unlabelled samples to label next, find label errors."""
+    """Active learning: rank unlabelled samples to label next, find label errors.
+
+    \b
+    Example:
+      antgo active rank --src=pool/annotation.json --models=runs:/$RUN_ID --budget=100 --tgt=round1
+    """
 
 
 @active.command("rank")
@@ -96,7 +101,7 @@ def rank_cmd(
 
     \b
     Example:
-      antgo active rank --src=pool/annotation.json --models=runs:/<run id> --budget=100 --tgt=round1
+      antgo active rank --src=pool/annotation.json --models=runs:/$RUN_ID --budget=100 --tgt=round1
       antgo active rank --src=pool/ --project=digits --budget=100 --strategy=margin --tgt=round2
       antgo tool browser/images --src=round1/selected.json     # sort by al_score in the App
     """

@@ -15,4 +15,11 @@ CREATE: dict[str, tuple[str, str]] = {
 
 @click.group(cls=LazyGroup, lazy=CREATE)
 def create() -> None:
-    """Scaffold an mvp, a project (an MLflow experiment) or an experiment folder."""
+    """Scaffold an mvp, a project (an MLflow experiment) or an experiment folder.
+
+    \b
+    Example:
+      antgo create mvp --name=mycls
+      antgo create project --name=hands
+      antgo create exp --project=hands --name=mycls1
+    """

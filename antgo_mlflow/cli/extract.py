@@ -42,7 +42,15 @@ def _report(summary, what: str = "samples") -> None:
 @click.option(
     "--workers", type=POSITIVE_INT, default=None, help="Processes to use [default: all cores]."
 )
-def extract_images_cmd(src, tgt, prefix, suffix, ext, shuffle, num, max_size, seed, workers):
+@click.option(
+    "--label-from",
+    type=click.Choice(["folder"]),
+    default=None,
+    help="folder: label each image by its class sub-folder (<src>/<class>/*.jpg).",
+)
+def extract_images_cmd(
+    src, tgt, prefix, suffix, ext, shuffle, num, max_size, seed, workers, label_from
+):
     """Turn a folder of images into a standard GT dataset.
 
     Images are copied (or resized with --max-size, aspect kept, never upscaled) into --tgt under
@@ -51,10 +59,16 @@ def extract_images_cmd(src, tgt, prefix, suffix, ext, shuffle, num, max_size, se
     counted. --num larger than the number of images is not an error: all are written and the
     summary says so. Nothing is left in --tgt if the run fails or is interrupted.
 
+    Without --label-from samples have no class (image_label -1: label or pseudo-label them).
+    --label-from=folder labels by the first sub-folder (<src>/cat/1.jpg is class "cat"): the
+    classes, sorted by name, are the image_label indices and go to --tgt/meta.json; images
+    directly in --src are skipped.
+
     \b
     Example:
       antgo tool extract/images --src=./raw --tgt=./dataset --ext=jpg,png --max-size=256
       antgo tool extract/images --src=./raw --tgt=./dataset --shuffle --num=5000 --seed=1
+      antgo tool extract/images --src=./pets --tgt=./pets_gt --label-from=folder
     """
     from antgo_mlflow.tools.extract_images import extract_images
 
@@ -69,8 +83,15 @@ def extract_images_cmd(src, tgt, prefix, suffix, ext, shuffle, num, max_size, se
         max_size=max_size,
         seed=seed,
         workers=workers,
+        label_from=label_from,
     )
     _report(summary, "images")
+    if summary.extra.get("categories"):
+        names = summary.extra["categories"]
+        click.echo(
+            f"labelled by folder: {len(names)} classes ({', '.join(names[:10])}"
+            f"{', ...' if len(names) > 10 else ''}) in {summary.tgt / 'meta.json'}"
+        )
 
 
 @click.command("extract/videos")

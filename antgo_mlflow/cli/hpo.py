@@ -77,7 +77,7 @@ def hpo(
       antgo hpo --config=recipes/digits/config.py --trials=8
       antgo hpo --config=recipes/digits/config.py --trials=16 --workers=2 --study=digits-lr
       antgo hpo --config=cfg.py --trials=64 --workers=4 --storage=postgresql://me@db/optuna
-      antgo hpo --show --study=digits-lr [--json]
+      antgo hpo --show --study=digits-lr --json
       optuna-dashboard sqlite:///optuna.db      # or the journal file / PostgreSQL URL
     """
     from antgo_mlflow.errors import UsageError

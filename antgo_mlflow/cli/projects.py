@@ -43,7 +43,13 @@ note_opt = click.option("--note", default=None, help="Why: recorded in the role 
 # -- show --------------------------------------------------------------------------------------
 @click.group()
 def show() -> None:
-    """Show projects and experiments."""
+    """Show projects and experiments.
+
+    \b
+    Example:
+      antgo show project --project=mycls
+      antgo show exp --project=mycls
+    """
 
 
 @show.command("project")
@@ -180,7 +186,13 @@ def _print_change(change) -> None:
 
 @click.group()
 def add() -> None:
-    """Give a run's model a role, or register data with the project."""
+    """Give a run's model a role, or register data with the project.
+
+    \b
+    Example:
+      antgo add product --exp=mycls1 --project=mycls
+      antgo add train/label --address=shards/train --tags=batch1 --project=mycls
+    """
 
 
 def _make_add_role(role: str):
@@ -206,7 +218,9 @@ def _make_add_role(role: str):
         )
 
     alias = ROLES[role].alias
-    id_hint = "[--id=<run id>]" if role == "product" else "--id=<run id>"
+    example = f"antgo add {role} --project=mycls --exp=mycls1 --id=$RUN_ID"
+    if role == "product":  # --id is optional there: both forms
+        example = f"antgo add {role} --project=mycls --exp=mycls1\n  {example}"
     cmd.__doc__ = (
         f"Register the run's model (or reuse its version) and make it the {role} (alias {alias}).\n\n"
         + (
@@ -214,7 +228,7 @@ def _make_add_role(role: str):
             if role == "product"
             else ""
         )
-        + f"\b\nExample:\n  antgo add {role} --project=mycls --exp=mycls1 {id_hint}"
+        + f"\b\nExample:\n  {example}"
     )
     return add.command(role)(cmd)
 
@@ -253,7 +267,13 @@ for _split in DATA_SPLITS:
 
 @click.group("del")
 def delete() -> None:
-    """Take a role from a model, or remove a data registration."""
+    """Take a role from a model, or remove a data registration.
+
+    \b
+    Example:
+      antgo del baseline --exp=mycls1 --project=mycls
+      antgo del train/label --tags=batch1 --project=mycls
+    """
 
 
 def _make_del_role(role: str):
@@ -274,7 +294,7 @@ def _make_del_role(role: str):
     cmd.__doc__ = (
         f"Remove the {role} role (idempotent).\n\n"
         f"\b\nExample:\n  antgo del {role} --project=mycls "
-        + ("--exp=mycls1 --id=<run id>" if role == "expert" else "")
+        + ("--exp=mycls1 --id=$RUN_ID" if role == "expert" else "")
     )
     return delete.command(role)(cmd)
 
@@ -345,7 +365,13 @@ def demote(project: str, version: str | None, role: str, note: str | None) -> No
 # -- settings ----------------------------------------------------------------------------------
 @click.group()
 def update() -> None:
-    """Store project settings (submitter, label, semi, distillation, activelearning)."""
+    """Store project settings (submitter, label, semi, distillation, activelearning).
+
+    \b
+    Example:
+      antgo update project/submitter --project=mycls --name=ssh --gpu=1
+      antgo update project/semi --project=mycls --name=mpl
+    """
 
 
 def _resource_options(fn):
@@ -374,7 +400,10 @@ def _make_update(kind: str):
             + (f"set to {setting['method']}" if setting else "cleared")
         )
 
-    example = "--config=label_config.py" if kind == "label" else "--name=... or --config=x.py"
+    from antgo_mlflow.project.settings import BUILTINS
+
+    names = BUILTINS.get(kind) or ()
+    example = f"--name={names[0]}" if names else "--config=label_config.py"
     if kind == "submitter":
         cmd = _resource_options(cmd)
         example = "--name=ssh --gpu=1 --cpu=10 --memory=10000"
@@ -475,7 +504,7 @@ def train(
 
     \b
     Example:
-      antgo train --exp=mycls1 --project=mycls --gpu-id=0 -P max_epochs=2
+      antgo train --exp=mycls1 --project=mycls --gpu-id=0 -P epochs=2
       antgo train --exp=mycls1 --project=mycls --stage=semi
       antgo train --exp=mycls1 --project=mycls --cloud --ssh
     """

@@ -24,4 +24,10 @@ TOOLS: dict[str, tuple[str, str]] = {
 
 @click.group(cls=LazyGroup, lazy=TOOLS)
 def tool() -> None:
-    """antgo's data tools (slash names kept: `antgo tool extract/images ...`)."""
+    """antgo's data tools (slash names kept: `antgo tool extract/images ...`).
+
+    \b
+    Example:
+      antgo tool extract/images --src=./raw --tgt=./dataset --label-from=folder
+      antgo tool package/tfrecord --src=./dataset/annotation.json --tgt=./shards --prefix=train
+    """

@@ -46,13 +46,45 @@ _SUFFIX = {"tfrecord": "-tfrecord", "kv": "-kvrecord"}
 
 @dataclass
 class ShardSource:
-    """One data source: its shard files (in order), their manifests if any, and sample counts."""
+    """One data source: its shard files (in order), their manifests if any, and sample counts.
+
+    ``shard_info`` holds, per file, its manifest entry (count, sha256, label counts) when a
+    manifest describes it, else None: a shard file listed on its own is matched to the
+    ``<prefix>-manifest.json`` beside it, if that lists a file of the same name and size.
+    """
 
     entry: str
     files: list[Path]
     manifests: list[dict[str, Any]] = field(default_factory=list)
     manifest_paths: list[Path] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
+    shard_info: list[dict[str, Any] | None] = field(default_factory=list)
+    sidecar: Path | None = None  # the manifest a lone shard file was matched to
+
+    def __post_init__(self):
+        if not self.shard_info:
+            self.shard_info = [None] * len(self.files)
+
+
+def _sibling_shard_info(path: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """The manifest beside shard file ``path`` and its entry for this file (else None, None)."""
+    from antgo_mlflow.data.manifest import MANIFEST_SUFFIX, read_manifest
+
+    m = SHARD_RE.match(path.name)
+    if not m:
+        return None, None
+    manifest_file = path.parent / f"{m['prefix']}{MANIFEST_SUFFIX}"
+    if not manifest_file.is_file():
+        return None, None
+    try:
+        manifest = read_manifest(manifest_file)
+        size = path.stat().st_size
+    except (ShardError, OSError):  # a broken sidecar only costs the profile, not the run
+        return None, None
+    for shard in manifest["shards"]:
+        if shard["file"] == path.name and int(shard.get("bytes", size)) == size:
+            return manifest_file, shard
+    return None, None
 
 
 def _entries(data_folder, data_path_list) -> list[str]:
@@ -117,14 +149,18 @@ def resolve_source(entry: str, fmt: str) -> ShardSource:
             files.extend(shard_files(m, manifest))
             counts.extend(int(s["count"]) for s in manifest["shards"])
             manifests.append(manifest)
-        return ShardSource(entry, files, manifests, list(paths), counts)
+        info = [shard for manifest in manifests for shard in manifest["shards"]]
+        return ShardSource(entry, files, manifests, list(paths), counts, info)
 
     if path.name.endswith(MANIFEST_SUFFIX):
         return from_manifests([path])
     if path.is_file():
         if not path.name.endswith(suffix):
             raise ConfigError(f"{entry}: not a {suffix[1:]} shard file")
-        return ShardSource(entry, [path])
+        manifest_file, shard = _sibling_shard_info(path)
+        if shard is None:
+            return ShardSource(entry, [path])
+        return ShardSource(entry, [path], shard_info=[shard], sidecar=manifest_file)
     if path.is_dir():
         manifests = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
         manifests = [m for m in manifests if read_manifest(m)["format"] == fmt]
@@ -562,8 +598,10 @@ class TFStreamDataset(_SampleMixin, IterableDataset):
         data_server=None,
     ):
         _check_unsupported(data_server, compression_type)
-        sources = [resolve_source(e, "tfrecord") for e in _entries(data_folder, data_path_list)]
-        self.files = [f for s in sources for f in s.files]
+        self.sources = [
+            resolve_source(e, "tfrecord") for e in _entries(data_folder, data_path_list)
+        ]
+        self.files = [f for s in self.sources for f in s.files]
         self.shuffle_queue_size = int(shuffle_queue_size or 0)
         self.seed, self.epoch = int(seed), 0
         self._setup_sample(

@@ -7,10 +7,14 @@ file has been renamed into place. Content (no timestamps, so packing twice gives
      "prefix": "hand", "total": 12, "dropped": 1,
      "shards": [{"file": "hand-00000-of-00002-tfrecord", "index": "hand-00000-of-00002-index",
                  "count": 10, "start": 0, "bytes": 12345, "sha256": "...",
-                 "index_sha256": "..."}, ...],
+                 "index_sha256": "...", "label_counts": {"-1": 2, "0": 5, "1": 3}}, ...],
      "class_names": ["cat", "dog"],
      "sources": [{"path": "/data/a/annotation.json", "samples": 13, "kept": 12}],
      "digest": "<16 hex>"}
+
+``label_counts`` (per shard: ``image_label`` -> samples, -1 = no class label) is the profile
+training runs log and check (``antgo_mlflow.data.profile``); manifests written before it have none
+and their shards are scanned instead.
 """
 
 from __future__ import annotations

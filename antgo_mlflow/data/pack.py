@@ -284,12 +284,27 @@ def _shard_records(source: _Source) -> Iterator[tuple[str, bytes]]:
                 yield f"{f}: record {i}", data
 
 
-def _encode(item: tuple[str, Path, Any], antgo_template: bool) -> tuple[str, bytes | None, str]:
+def _label_of(value: Any) -> int:
+    """A sample's ``image_label`` as an int (-1, "unlabelled", when missing or not an int)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+def record_label(record: bytes) -> int:
+    """The ``image_label`` of a serialized record (-1 when it has none)."""
+    from antgo_mlflow.data.records import parse_example
+
+    values = parse_example(record, {"image_label"}).get("image_label")
+    return int(values[0]) if values is not None and len(values) else -1
+
+
+def _encode(
+    item: tuple[str, Path, Any], antgo_template: bool
+) -> tuple[str, bytes | None, str, int]:
     where, base, sample = item
     if isinstance(sample, Exception):
-        return where, None, "schema error"
+        return where, None, "schema error", -1
     record, reason = encode_gt_sample(base, sample, antgo_template)
-    return where, record, reason
+    return where, record, reason, _label_of(sample.get("image_label"))
 
 
 def _encode_chunk(chunk: list, antgo_template: bool) -> list:
@@ -301,8 +316,9 @@ _CHUNK = 16  # samples per thread task: amortises the hand-off between threads
 
 def iter_records(
     sources: list[_Source], workers: int, antgo_template: bool = False
-) -> Iterator[tuple[int, str, bytes | None, str]]:
-    """Yield ``(source number, where, record or None, drop reason)`` per input sample, in order.
+) -> Iterator[tuple[int, str, bytes | None, str, int]]:
+    """Yield ``(source number, where, record or None, drop reason, image_label)`` per input
+    sample, in order (``image_label`` -1: the sample has no class label).
 
     GT samples are read and encoded by ``workers`` threads in chunks; a bounded window of
     chunks in flight keeps the output order and the memory use (about ``4 * workers * 16``
@@ -313,7 +329,7 @@ def iter_records(
         for k, source in enumerate(sources):
             if source.kind == "shards":
                 for where, data in _shard_records(source):
-                    yield k, where, data, ""
+                    yield k, where, data, "", record_label(data)
                 continue
             pending: deque = deque()
             items = _gt_items(source)
@@ -493,7 +509,10 @@ def _pack_into(
         writer = None
         try:
             records = iter_records(sources, workers, antgo_template)
-            for k, where, record, reason in progress(records, desc=f"package/{fmt}", unit="sample"):
+            labels: list[Counter] = []  # per shard: image_label -> samples (the manifest's profile)
+            for k, where, record, reason, label in progress(
+                records, desc=f"package/{fmt}", unit="sample"
+            ):
                 stats = source_stats[k]
                 stats["samples"] += 1
                 if record is None:
@@ -511,7 +530,9 @@ def _pack_into(
                     writer = _new_writer(fmt, path, prefix, summary.total)
                     writers.append(writer)
                     staged.append(path)
+                    labels.append(Counter())
                 writer.write(record)
+                labels[-1][label] += 1
                 summary.total += 1
             if writer is not None:
                 writer.close()
@@ -542,6 +563,7 @@ def _pack_into(
                 "start": i * num,
                 "bytes": path.stat().st_size,
                 "sha256": sha256_file(path),
+                "label_counts": {str(c): n for c, n in sorted(labels[i].items())},
             }
             moves.append((path, tgt / final))
             if fmt == "tfrecord":

@@ -1,40 +1,81 @@
-"""Where a run computes: the device from ``--gpu-id``, and moving batches onto it."""
+"""Where a run computes: the device from ``--gpu-id``, and moving batches onto it.
+
+``--gpu-id`` names GPUs the machine may not have (the tutorial's ``--gpu-id=0`` on a laptop): a
+GPU that is not there is not an error. The run falls back to the GPUs that are (or to the CPU),
+prints one warning line, and the Runner records the device and the reason on the MLflow run.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from antgo_mlflow.engine import dist
-from antgo_mlflow.errors import UsageError
+from antgo_mlflow.engine.launch import parse_gpu_ids
+
+_warned: set[str] = set()
+
+
+def usable_gpu_ids(ids: Sequence[int]) -> tuple[list[int], str | None]:
+    """The GPUs of ``ids`` this machine has, and a warning line when some or all are missing.
+
+    Example:
+        >>> usable_gpu_ids([0, 1])  # on a machine without CUDA
+        ([], '--gpu-id=0,1: CUDA is not available on this machine; training on the CPU')
+    """
+    ids = list(ids)
+    if not ids:
+        return [], None
+    asked = ",".join(str(i) for i in ids)
+    if not torch.cuda.is_available():
+        return [], f"--gpu-id={asked}: CUDA is not available on this machine; training on the CPU"
+    count = torch.cuda.device_count()
+    kept = [i for i in ids if i < count]
+    if kept == ids:
+        return ids, None
+    where = ",".join(str(i) for i in kept) if kept else "the CPU"
+    return kept, f"--gpu-id={asked}: only {count} GPU(s) visible; training on {where}"
+
+
+def warn_once(line: str | None) -> None:
+    """Print ``antgo: warning: <line>`` to stderr, once per process for the same line."""
+    if line and line not in _warned:
+        _warned.add(line)
+        print(f"antgo: warning: {line}", file=sys.stderr, flush=True)
+
+
+def choose_device(gpu_id: int | str | Sequence[int] | None) -> tuple[torch.device, str | None]:
+    """The device for ``--gpu-id`` and, when it had to fall back, why (else None).
+
+    None or ``""``: CUDA when available (the local rank's GPU under torchrun); ``-1``/``"cpu"``:
+    the CPU; ``0`` or ``0,1``: the first listed GPU the machine has (a one-process run uses one
+    GPU), else the CPU.
+    """
+    if gpu_id is None or gpu_id == "":
+        if torch.cuda.is_available():
+            return torch.device(
+                "cuda", dist.local_rank() if dist.launched_by_torchrun() else 0
+            ), None
+        return torch.device("cpu"), None
+    ids = parse_gpu_ids(gpu_id)
+    if not ids:
+        return torch.device("cpu"), None
+    if dist.launched_by_torchrun() and torch.cuda.is_available():
+        return torch.device("cuda", dist.local_rank()), None
+    kept, note = usable_gpu_ids(ids)
+    if not kept:
+        return torch.device("cpu"), note
+    return torch.device("cuda", kept[0]), note
 
 
 def resolve_device(gpu_id: int | str | None) -> torch.device:
-    """None: CUDA when available (the local rank's GPU under torchrun); ``-1``/``"cpu"``: CPU."""
-    if gpu_id is None or gpu_id == "":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist.local_rank() if dist.launched_by_torchrun() else 0)
-        return torch.device("cpu")
-    if isinstance(gpu_id, str):
-        if gpu_id.strip().lower() == "cpu":
-            return torch.device("cpu")
-        try:
-            gpu_id = int(gpu_id.split(",")[0])
-        except ValueError:
-            raise UsageError(f"--gpu-id={gpu_id}: expected a GPU index like 0 or 0,1") from None
-    if gpu_id < 0:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UsageError(
-            f"--gpu-id={gpu_id}: CUDA is not available on this machine (use --gpu-id=-1)"
-        )
-    if dist.launched_by_torchrun():
-        return torch.device("cuda", dist.local_rank())
-    if gpu_id >= torch.cuda.device_count():
-        raise UsageError(f"--gpu-id={gpu_id}: only {torch.cuda.device_count()} GPU(s) visible")
-    return torch.device("cuda", gpu_id)
+    """``choose_device`` that prints its fallback warning (once) and returns only the device."""
+    device, note = choose_device(gpu_id)
+    warn_once(note)
+    return device
 
 
 def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:

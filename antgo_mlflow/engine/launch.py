@@ -159,7 +159,12 @@ def run_from_config(
     cfg = Config.fromfile(config_path)
     if cfg_options:
         cfg.merge_overrides(cfg_options)
+    from antgo_mlflow.engine.device import usable_gpu_ids, warn_once
+
     gpu_ids = parse_gpu_ids(gpu_id)
+    if gpu_ids and not dist.launched_by_torchrun():  # GPUs the machine lacks: fall back, warn
+        gpu_ids, note = usable_gpu_ids(gpu_ids)
+        warn_once(note)
     n = int(nproc) if nproc else max(1, len(gpu_ids))
     if process == "train" and n > 1 and not dist.launched_by_torchrun():
         spec = dict(
@@ -178,11 +183,12 @@ def run_from_config(
         return launch_training(spec, nproc=n, gpu_ids=gpu_ids)
     from antgo_mlflow.engine.runner import Runner
 
-    single = gpu_ids[0] if gpu_ids else None
+    # The Runner resolves (and records) the device from --gpu-id itself, fallback included.
+    single = (0 if gpu_ids else None) if dist.launched_by_torchrun() else gpu_id
     runner = Runner(
         cfg,
         work_dir=work_dir,
-        gpu_id=single if not dist.launched_by_torchrun() else (0 if gpu_ids else None),
+        gpu_id=single,
         distributed=distributed,
         resume_from=resume_from if process == "train" else None,
         load_from=load_from if process == "train" else None,

@@ -173,12 +173,21 @@ class BaseTrainLoop:
             raise ConfigError(
                 "data.train_dataloader.iters_per_epoch: needed for a dataset without a length"
             )
-        longest = max(lengths.values())
-        if longest == 0:
-            raise ConfigError(
-                "data.train_dataloader.samples_per_gpu: larger than the training set with drop_last"
-            )
-        return longest
+        for name, length in lengths.items():
+            if length == 0:  # drop_last and a batch larger than what this process samples
+                loader = runner.train_loaders[name]
+                key = "train" if name == "train" else name
+                samples = len(loader.sampler) if loader.sampler is not None else "?"
+                per_rank = (
+                    f" per process ({runner.world_size} processes)" if runner.world_size > 1 else ""
+                )
+                raise ConfigError(
+                    f"data.{key}_dataloader.samples_per_gpu: a batch of {loader.batch_size} is "
+                    f"larger than the {samples} training samples{per_rank} of data.train"
+                    f"{'' if name == 'train' else '.' + name} with drop_last=True; lower "
+                    "samples_per_gpu or set drop_last=False"
+                )
+        return max(lengths.values())
 
     # -- running ----------------------------------------------------------------------------------
     def run(self) -> None:

@@ -29,9 +29,10 @@ from antgo_mlflow.config import Config
 from antgo_mlflow.engine import dist
 from antgo_mlflow.engine.checkpoint import load_checkpoint, load_weights, rng_state, set_rng_state
 from antgo_mlflow.engine.dataloader import build_split, build_train_sources
-from antgo_mlflow.engine.device import resolve_device
+from antgo_mlflow.engine.device import choose_device, warn_once
 from antgo_mlflow.engine.hooks.base import Hook, get_priority
 from antgo_mlflow.engine.hooks.builder import config_hooks
+from antgo_mlflow.engine.label_check import check_training_labels
 from antgo_mlflow.engine.loops import TestLoop, ValLoop, build_train_loop
 from antgo_mlflow.engine.metrics import build_metric
 from antgo_mlflow.engine.optim import build_schedulers
@@ -51,13 +52,31 @@ def _check_max_epochs(value: int | None) -> int | None:
     return value
 
 
+def _resolve_max_epochs(cfg: Config, max_epochs: int | None) -> None:
+    """Write a ``--max-epochs`` override into the config, so that what MLflow records (params,
+    the config artifact, checkpoints' config) is what trains."""
+    if max_epochs is None:
+        return
+    loop = cfg.get("train_cfg") or {}
+    if loop.get("type", "EpochBasedTrainLoop") != "EpochBasedTrainLoop":
+        return  # an iteration loop counts train_cfg.max_iters
+    overrides = []
+    if loop.get("max_epochs") is not None:
+        overrides.append(f"train_cfg.max_epochs={max_epochs}")
+    if cfg.get("max_epochs") is not None or not overrides:
+        overrides.append(f"max_epochs={max_epochs}")
+    cfg.merge_overrides(overrides)
+
+
 class Runner:
     """Training and evaluation driven by an antgo config.
 
     Args:
         cfg: the loaded ``Config``.
         work_dir: where checkpoints (``epoch_N.pth``, ``latest.pth``, ``best.pth``) and logs go.
-        gpu_id: GPU index; None picks CUDA when available, ``-1``/``"cpu"`` forces the CPU.
+        gpu_id: GPU index; None picks CUDA when available, ``-1``/``"cpu"`` forces the CPU; a
+            GPU the machine does not have falls back to the CPU with a warning
+            (``device_note``, also a tag of the MLflow run).
         distributed: None joins DDP when started by torchrun; True requires it.
         resume_from: a checkpoint (or ``"auto"`` for ``work_dir/latest.pth``) to continue,
             including its MLflow run.
@@ -91,7 +110,9 @@ class Runner:
         self.work_dir = Path(
             work_dir or cfg.get("work_dir") or ckpt_cfg.get("out_dir") or "./output"
         )
-        self.device = resolve_device(gpu_id)
+        # A GPU the machine lacks falls back (one warning line); the MLflow hook records why.
+        self.device, self.device_note = choose_device(gpu_id)
+        warn_once(self.device_note)
         if distributed and not dist.launched_by_torchrun():
             raise UsageError("--distributed: start with torchrun (or use --gpu-id=0,1 / --nproc)")
         self.distributed = dist.init_distributed(self.device) if distributed is not False else False
@@ -100,6 +121,7 @@ class Runner:
         self.exp_name = find_exp_name(cfg)
         self._seed(seed, deterministic)
         self.max_epochs = _check_max_epochs(max_epochs)  # set from the config by the train loop
+        _resolve_max_epochs(cfg, self.max_epochs)
         self.max_iters = 0
         self.no_validate = no_validate
         self.resume_from = resume_from
@@ -271,6 +293,7 @@ class Runner:
         self.train_datasets = {name: ds for name, (ds, _) in sources.items()}
         self.train_loaders = {name: loader for name, (_, loader) in sources.items()}
         self.train_dataset = next(iter(self.train_datasets.values()))
+        check_training_labels(self.model, self.train_datasets)
         self.train_loop = build_train_loop(self, self.cfg)
         self.train_loop.setup()
         self._prepare_validation()
@@ -418,5 +441,7 @@ class Runner:
             run_id=ckpt_meta.get("mlflow_run_id"),
             json_out=json_out,
             class_names=self.class_names(dataset),
+            dataset=dataset,
+            data_cfg=data.get(split),
         )
         return metrics

@@ -2,7 +2,8 @@
 
 Each script validates its own parameters (MLflow checks none) and turns every user-fixable
 problem into one line on stderr and exit code 2. ``run_main`` and ``ArgumentParser`` are what a
-scaffold's ``main.py`` uses for the same behaviour.
+scaffold's ``main.py`` uses for the same behaviour; ``rerun_command`` prints the next command
+(export) the way this run was started.
 """
 
 from antgo_mlflow.entrypoints._common import (
@@ -11,6 +12,7 @@ from antgo_mlflow.entrypoints._common import (
     parse_bool,
     parse_float,
     parse_int,
+    rerun_command,
     run_main,
     split_options,
 )
@@ -21,6 +23,7 @@ __all__ = [
     "parse_bool",
     "parse_float",
     "parse_int",
+    "rerun_command",
     "run_main",
     "split_options",
 ]

@@ -14,10 +14,28 @@ from antgo_mlflow.errors import AntgoError, UsageError, one_line, os_error_line
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (``<prog>: error: ...``) and exit 2."""
+    """argparse whose usage errors are one line (``<prog>: error: ...``) and exit 2.
+
+    Every ``--dashed-option`` also answers to ``--dashed_option`` (not shown in ``--help``):
+    ``mlflow run -P batch_size=32`` passes a parameter the MLproject does not declare as
+    ``--batch_size 32``, and MLproject parameter names are identifiers.
+    """
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         raise UsageError(message)
+
+    def add_argument(self, *names, **kwargs):
+        action = super().add_argument(*names, **kwargs)
+        aliases = [
+            "--" + n[2:].replace("-", "_")
+            for n in names
+            if isinstance(n, str) and n.startswith("--") and "-" in n[2:]
+        ]
+        aliases = [a for a in aliases if a not in self._option_string_actions]
+        if aliases:
+            hidden = dict(kwargs, dest=action.dest, help=argparse.SUPPRESS)
+            super().add_argument(*aliases, **hidden)
+        return action
 
 
 def run_main(
@@ -47,6 +65,56 @@ def run_main(
         print(f"{prog}: interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def started_by_mlflow_run(run_id: str | None) -> str | None:
+    """The ``--env-manager`` that ``mlflow run`` (or ``antgo train``) started run ``run_id``
+    with (``local``, ``virtualenv``, ``uv``, ``conda``, ``docker``); None when this process was
+    started directly (``python ...``)."""
+    if not run_id or os.environ.get("MLFLOW_RUN_ID") != run_id:
+        return None
+    from mlflow import MlflowClient
+
+    try:
+        tags = MlflowClient().get_run(run_id).data.tags
+    except Exception:  # the hint is a courtesy; never fail a finished run over it
+        return None
+    if tags.get("mlflow.source.type") != "PROJECT":
+        return None
+    # MLflow tags every environment it builds; a local run (--env-manager local) gets no tag.
+    return tags.get("mlflow.project.env") or "local"
+
+
+def project_dir_arg() -> str:
+    """This project folder as the user's shell would name it (``.`` from the folder itself)."""
+    here = os.getcwd()
+    shell = os.environ.get("PWD")  # the shell's folder: `mlflow run` changes ours, not $PWD
+    if not shell or os.path.realpath(shell) == os.path.realpath(here):
+        return "."
+    rel = os.path.relpath(here, shell)
+    return rel if not rel.startswith("..") else here
+
+
+def rerun_command(
+    run_id: str | None,
+    entry_point: str,
+    params: Sequence[tuple[str, str]],
+    direct: Sequence[str],
+) -> str:
+    """The command that runs ``entry_point`` with ``params`` the way run ``run_id`` was
+    started: ``mlflow run <dir> -e <entry point> --env-manager <same> -P k=v ...`` after
+    ``mlflow run`` / ``antgo train``, else ``direct`` (the plain ``python`` command)."""
+    import shlex
+
+    env = started_by_mlflow_run(run_id)
+    if env is None:
+        return shlex.join(direct)
+    cmd = ["mlflow", "run", project_dir_arg(), "-e", entry_point]
+    if env != "docker":  # a docker project has no --env-manager choice
+        cmd += ["--env-manager", env]
+    for key, value in params:
+        cmd += ["-P", f"{key}={value}"]
+    return shlex.join(cmd)
 
 
 def optional(value: str | None) -> str | None:

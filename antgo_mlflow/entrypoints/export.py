@@ -33,7 +33,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog=PROG,
         description="Export a trained model to ONNX, check it with ONNX Runtime, log it to MLflow.",
-        epilog="example: python -m antgo_mlflow.entrypoints.export --run-id <run id>",
+        epilog="example: python -m antgo_mlflow.entrypoints.export --run-id $RUN_ID",
     )
     parser.add_argument("--run-id", default="", help="the training run to export")
     parser.add_argument("--checkpoint", default="", help="a local .pth checkpoint instead of a run")

@@ -1,4 +1,5 @@
-"""The ``pseudo-label`` entry point: average expert models' probabilities over unlabeled data.
+"""The ``pseudo-label`` entry point: average expert models' probabilities (detectors: fuse their
+boxes) over unlabeled data.
 
 Example:
     python -m antgo_mlflow.entrypoints.pseudo_label \\
@@ -31,7 +32,10 @@ PROG = "antgo-pseudo-label"
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog=PROG,
-        description="Label data with the averaged class probabilities of one or more models.",
+        description=(
+            "Label data with the averaged class probabilities of one or more models "
+            "(detectors: their boxes fused by weighted box fusion)."
+        ),
         epilog=(
             "example: python -m antgo_mlflow.entrypoints.pseudo_label "
             "--models models:/digits@champion --input data/annotation.json --threshold 0.9"
@@ -98,9 +102,14 @@ def main(argv: Sequence[str]) -> int:
     )
     run_id = log_to_mlflow(result, threshold, input_path)
     c = result.counts
+    spread = (
+        f"mean image score {result.mean_image_score:.4f}"
+        if result.task == "detection"
+        else f"mean entropy {result.mean_entropy:.4f}"
+    )
     print(
         f"{PROG}: {c['total']} samples: {c['confident']} confident (>= {threshold:g}), "
-        f"{c['uncertain']} uncertain; mean entropy {result.mean_entropy:.4f}",
+        f"{c['uncertain']} uncertain; {spread}",
         file=sys.stderr,
     )
     print(

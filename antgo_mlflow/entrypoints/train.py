@@ -22,6 +22,7 @@ from antgo_mlflow.entrypoints._common import (
     parse_bool,
     parse_float,
     parse_int,
+    rerun_command,
     run_main,
     split_options,
 )
@@ -138,7 +139,13 @@ def main(argv: Sequence[str]) -> int:
         file=sys.stderr,
         flush=True,
     )
-    print(f"{PROG}: export: mlflow run . -e export -P run_id={run_id}", file=sys.stderr, flush=True)
+    export = rerun_command(
+        run_id,
+        "export",
+        [("run_id", run_id)],
+        [*sys.orig_argv[:1], "-m", "antgo_mlflow.entrypoints.export", "--run-id", run_id],
+    )
+    print(f"{PROG}: export: {export}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -1,11 +1,13 @@
 """Export a model's ``predict`` to ONNX and check it against PyTorch with ONNX Runtime.
 
-The exported graph maps ``image`` (N, 3, H, W) float32 to ``pred`` (N, C) class probabilities,
-the batch axis dynamic by default. The torch.export-based (dynamo) exporter is tried first
+The exported graph maps ``image`` (N, 3, H, W) float32 to ``pred`` (N, C) class probabilities
+(or the model's own ``OUTPUT_NAME``: a detector's ``detections`` (N, K, 6)), the batch axis
+dynamic by default. The torch.export-based (dynamo) exporter is tried first
 (opset >= 18); when it fails, or for an older opset, the TorchScript exporter (``dynamo=False``)
 is used instead. Every export is run with ONNX Runtime on the same inputs as
 PyTorch (batch 1 and, when dynamic, batch 3); the largest absolute difference is reported and
-must be <= ``atol`` (1e-4) or :class:`ExportCheckError` is raised.
+must be <= ``atol`` (1e-4; a model with ``output_difference`` compares its own way, within
+its ``EXPORT_ATOL``: detections after matching boxes, 1e-3) or :class:`ExportCheckError` is raised.
 
 Example:
     >>> result = export_onnx(model, "model.onnx", input_shape=(1, 3, 32, 32))
@@ -68,7 +70,13 @@ class PredictModule:
                 predict = getattr(self.inner, "predict", None)
                 return predict(image) if callable(predict) else self.inner(image)
 
-        return _Predict(model).eval()
+        wrapped = _Predict(model).eval()
+        # a model may name its output (a detector: "detections") and say how two of its
+        # outputs are compared (detections: matched boxes, not row by row)
+        wrapped.output_name = str(getattr(model, "OUTPUT_NAME", OUTPUT_NAME))
+        wrapped.difference = getattr(model, "output_difference", None)
+        wrapped.atol = getattr(model, "EXPORT_ATOL", None)
+        return wrapped
 
 
 @contextlib.contextmanager
@@ -102,7 +110,7 @@ def _export_dynamo(module, example, path: Path, opset: int, dynamic_batch: bool)
         str(path),
         dynamo=True,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=[module.output_name],
         dynamic_shapes=dynamic_shapes,
         opset_version=opset,
         external_data=False,
@@ -113,18 +121,43 @@ def _export_dynamo(module, example, path: Path, opset: int, dynamic_batch: bool)
 def _export_torchscript(module, example, path: Path, opset: int, dynamic_batch: bool) -> None:
     import torch
 
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    out = module.output_name
+    axes = {INPUT_NAME: {0: "batch"}, out: {0: "batch"}} if dynamic_batch else None
     torch.onnx.export(
         module,
         (example,),
         str(path),
         dynamo=False,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=[out],
         dynamic_axes=axes,
         opset_version=opset,
         do_constant_folding=True,
     )
+
+
+def _write_model_props(path: Path, model) -> None:
+    """Record what the loader needs to know of a non-classifier in the file itself: its
+    ``task``, ``num_classes`` and ``class_names`` (``antgo.*`` metadata props, JSON values)."""
+    import json
+
+    task = getattr(model, "task", None)
+    if not isinstance(task, str) or task == "classification":
+        return
+    import onnx
+
+    props = {"antgo.task": json.dumps(task)}
+    count = getattr(model, "num_classes", None)
+    if isinstance(count, int):
+        props["antgo.num_classes"] = json.dumps(count)
+    names = getattr(model, "class_names", None)
+    if isinstance(names, (list, tuple)) and names:
+        props["antgo.class_names"] = json.dumps([str(n) for n in names])
+    proto = onnx.load(str(path))
+    for key, value in props.items():  # kept beside what the exporter recorded
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
 
 
 def _opset_of(path: Path) -> int:
@@ -137,22 +170,33 @@ def _opset_of(path: Path) -> int:
 def check_parity(
     module, path: Path, inputs: list[np.ndarray], atol: float = ATOL
 ) -> tuple[float, tuple[int, ...]]:
-    """Run ``module`` (PyTorch) and the ONNX file (ONNX Runtime) on ``inputs``; return max abs diff."""
+    """Run ``module`` (PyTorch) and the ONNX file (ONNX Runtime) on ``inputs``; return max abs diff.
+
+    The difference is element-wise, or the model's own ``output_difference(expected, got)``
+    (with its ``EXPORT_ATOL``) where it has one: a detector's rows are matched by box first.
+    """
     import onnxruntime as ort
     import torch
 
+    difference = getattr(module, "difference", None)
+    if callable(difference):
+        atol = float(getattr(module, "atol", None) or atol)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst, out_shape = 0.0, ()
     for x in inputs:
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).detach().cpu().numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        got = session.run(None, {INPUT_NAME: x})[0]
         if got.shape != expected.shape:
             raise ExportCheckError(
                 f"{path}: ONNX Runtime output shape {got.shape} != PyTorch {expected.shape} "
                 f"for input {x.shape}"
             )
-        worst = max(worst, float(np.abs(got.astype(np.float64) - expected).max(initial=0.0)))
+        if callable(difference):
+            diff = float(difference(expected, got))
+        else:
+            diff = float(np.abs(got.astype(np.float64) - expected).max(initial=0.0))
+        worst = max(worst, diff)
         out_shape = expected.shape
     if not np.isfinite(worst) or worst > atol:
         raise ExportCheckError(
@@ -223,6 +267,7 @@ def export_onnx(
     if not exporter:
         tmp.unlink(missing_ok=True)
         raise ExportCheckError(f"ONNX export to {path} failed: {'; '.join(errors)}")
+    _write_model_props(tmp, model)
     checks = [example[:1]]
     if dynamic_batch:
         checks.append(
@@ -261,7 +306,7 @@ def log_onnx_model(
 
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     example = np.ascontiguousarray(result.example, dtype=np.float32)
-    output = session.run([OUTPUT_NAME], {INPUT_NAME: example})[0]
+    output = session.run(None, {INPUT_NAME: example})[0]
     signature = infer_signature({INPUT_NAME: example}, output)
     meta = {
         "antgo.exporter": result.exporter,

@@ -47,6 +47,10 @@ def _log(result, source_run, meta: dict, register: str | None, checkpoint: Path)
     metadata = {"antgo.preprocess": meta.get("_preprocess"), "antgo.checkpoint": checkpoint.name}
     if meta.get("_class_names"):
         metadata["antgo.class_names"] = meta["_class_names"]
+    if meta.get("_task"):  # the loader's predictor (a detector: "detection")
+        metadata["antgo.task"] = meta["_task"]
+    if meta.get("_num_classes"):
+        metadata["antgo.num_classes"] = meta["_num_classes"]
     if source_id:
         metadata["antgo.source_run"] = source_id
     kwargs: dict[str, Any] = {}
@@ -71,6 +75,12 @@ def _log(result, source_run, meta: dict, register: str | None, checkpoint: Path)
         )
         print(f"{PROG}: logged {info.model_uri} (run {run.info.run_id})", file=sys.stderr)
         return run.info.run_id
+
+
+def _task_of(cfg, model) -> str | None:
+    task = cfg.get("task") if isinstance(cfg.get("task"), str) else None
+    task = task or getattr(model, "task", None)
+    return task if isinstance(task, str) else None
 
 
 def export_model(
@@ -130,7 +140,10 @@ def export_model(
         meta = dict(
             built.meta,
             _preprocess=preprocess_of(cfg),
-            _class_names=class_names_of(cfg, built.meta),
+            _class_names=class_names_of(cfg, built.meta)
+            or [str(n) for n in (getattr(built.model, "class_names", None) or [])],
+            _task=_task_of(cfg, built.model),
+            _num_classes=getattr(built.model, "num_classes", None),
         )
         exp = meta.get("exp") or "model"
         default_dir = ckpt_path.parent if checkpoint else Path("output") / "export"

@@ -1,13 +1,15 @@
 """Inference: load any model (runs:/, models:/name@alias, models:/m-…, .onnx, .pth) and run it batched.
 
 - ``loader``: resolve a URI or file and load it safely (a checkpoint never runs code).
-- ``predictor``: per-task predictors (``PREDICTORS``) running batched on numpy images.
+- ``predictor``: per-task predictors (``PREDICTORS``) running batched on numpy images;
+  ``detection``: the detectors' one (boxes in original pixels).
 - ``preprocess``: the training preprocessing; ``runtime``: ONNX Runtime / torch execution.
 - ``inputs``: images from GT JSON or shards; ``pseudo_label``: the pseudo-label workflow.
 
 Importing this package pulls in neither torch nor mlflow (they load with the first model).
 """
 
+from antgo_mlflow.inference.detection import DetectionPredictor
 from antgo_mlflow.inference.loader import (
     CheckpointModel,
     build_from_checkpoint,
@@ -29,6 +31,7 @@ __all__ = [
     "PREDICTORS",
     "CheckpointModel",
     "ClassificationPredictor",
+    "DetectionPredictor",
     "ModelInfo",
     "Predictor",
     "Preprocess",

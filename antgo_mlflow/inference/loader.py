@@ -424,7 +424,7 @@ def _from_onnx_file(uri, path, device, metadata=None, kind="onnx-file", run_id=N
     from antgo_mlflow.inference.runtime import OnnxRuntime
 
     runtime = OnnxRuntime(path, device)
-    metadata = dict(metadata or {})
+    metadata = {**runtime.metadata, **(metadata or {})}  # the MLflow model's metadata wins
     pre = dict(metadata.get("antgo.preprocess") or {})
     if not pre and run_id:
         pre = preprocess_from_params(_run_params(run_id))

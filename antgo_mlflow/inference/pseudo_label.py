@@ -1,4 +1,5 @@
-"""Pseudo-labelling with expert models: average their class probabilities, keep the confident ones.
+"""Pseudo-labelling with expert models: average their class probabilities (or fuse their boxes),
+keep the confident ones.
 
 Models are anything :func:`antgo_mlflow.inference.load_model` loads: ``runs:/<run_id>[/<path>]``,
 ``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``models:/m-<id>`` (ONNX or PyTorch
@@ -6,7 +7,10 @@ flavor), or a local ``.onnx`` file or ``.pth`` checkpoint (rebuilt from the conf
 records; never from code it carries). The models must agree on the number of classes; their
 probabilities are averaged (weighted when weights are given). Every input sample gets
 ``predictions`` (probabilities, entropy, label, score, models); samples whose top probability
-reaches ``threshold`` also get ``image_label``.
+reaches ``threshold`` also get ``image_label``. Detectors (task ``detection``) instead give each
+sample the boxes fused by weighted box fusion as ``bboxes``/``labels`` and ``predictions``
+(fused boxes, scores, the per-image ``image_score``, each model's boxes): see
+``pseudo_label_detection.py``.
 
 Outputs in ``output`` (written together, or not at all):
 ``pseudo-label.json`` (every sample), ``confident.json``, ``uncertain.json``, ``meta.json`` and,
@@ -29,8 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from antgo_mlflow.errors import DataError, UsageError
+from antgo_mlflow.inference import pseudo_label_detection as detection
 from antgo_mlflow.inference.inputs import read_input
-from antgo_mlflow.inference.loader import load_models
+from antgo_mlflow.inference.loader import load_model
+from antgo_mlflow.inference.predictor import check_same_classes
 
 ALL_FILE = "pseudo-label.json"
 CONFIDENT_FILE = "confident.json"
@@ -45,10 +51,12 @@ class PseudoLabelResult:
     output: Path
     files: dict[str, Path]
     counts: dict[str, int]
-    probabilities: np.ndarray
+    probabilities: np.ndarray  # detection: (N,) the images' certainties
     models: list[str]
     weights: list[float]
-    mean_entropy: float
+    mean_entropy: float  # detection: nan (the images' mean certainty is mean_image_score)
+    task: str = "classification"
+    mean_image_score: float = float("nan")
 
 
 def check_arguments(
@@ -122,8 +130,6 @@ def pseudo_label(
     Returns:
         PseudoLabelResult with the files written and the counts.
     """
-    from antgo_mlflow.fileio import StagingDir
-    from antgo_mlflow.gt import default_meta, save_gt, write_meta
     from antgo_mlflow.progress import progress
 
     norm_weights = check_arguments(models, threshold, weights, batch_size)
@@ -133,12 +139,35 @@ def pseudo_label(
     data = read_input(input)
     if not data.samples:
         raise DataError(f"--input: {input} has no samples")
-    loaded = load_models(
-        models,
-        config=config,
-        trust_checkpoint_config=trust_checkpoint_config,
-        batch_size=batch_size,
-    )
+    loaded = [
+        load_model(
+            uri,
+            config=config,
+            trust_checkpoint_config=trust_checkpoint_config,
+            batch_size=batch_size,
+        )
+        for uri in models
+    ]
+    task = detection.check_same_task(loaded)
+    check_same_classes(loaded)
+    if task == "detection":
+        rows = detection.label_images(loaded, data, norm_weights, threshold, batch_size)
+        labelled = [detection.apply(s, r, norm_weights) for s, r in zip(data.samples, rows)]
+        sure = [r["confident"] for r in rows]
+        names = loaded[0].class_names or data.class_names
+        scores = detection.image_scores(rows)
+        result = _write(output, data, labelled, sure, names)
+        return PseudoLabelResult(
+            output,
+            result[0],
+            result[1],
+            scores,
+            [m.uri for m in loaded],
+            norm_weights,
+            float("nan"),
+            task,
+            float(scores.mean()),
+        )
     n = len(data.samples)
     per_model = [[] for _ in loaded]
     for idx in progress(
@@ -156,11 +185,9 @@ def pseudo_label(
     names = names or loaded[0].class_names
     uris = [m.uri for m in loaded]
 
-    everything, confident, uncertain = [], [], []
+    labelled, flags = [], []
     for i, sample in enumerate(data.samples):
         out = dict(sample)
-        if data.base is not None and out.get("image_file"):
-            out["image_file"] = os.path.relpath(data.base / out["image_file"], output)
         sure = bool(scores[i] >= threshold)
         out["predictions"] = {
             **(sample.get("predictions") or {}),
@@ -176,9 +203,23 @@ def pseudo_label(
             out["image_label"] = int(labels[i])
             if names:
                 out["image_label_name"] = names[int(labels[i])]
+        labelled.append(out)
+        flags.append(sure)
+    files, counts = _write(output, data, labelled, flags, names)
+    return PseudoLabelResult(output, files, counts, probs, uris, norm_weights, float(ent.mean()))
+
+
+def _write(output: Path, data, labelled: list[dict], flags: list[bool], names) -> tuple:
+    """Write the GT files (all, confident, uncertain, meta; images of shard input) together."""
+    from antgo_mlflow.fileio import StagingDir
+    from antgo_mlflow.gt import default_meta, save_gt, write_meta
+
+    everything, confident, uncertain = [], [], []
+    for out, sure in zip(labelled, flags):
+        if data.base is not None and out.get("image_file"):
+            out["image_file"] = os.path.relpath(data.base / out["image_file"], output)
         everything.append(out)
         (confident if sure else uncertain).append(out)
-
     files = {
         "all": ALL_FILE,
         "confident": CONFIDENT_FILE,
@@ -196,16 +237,8 @@ def pseudo_label(
         write_meta(stage.path / "meta.json", default_meta(len(everything), names))
         save_gt(stage.path / ALL_FILE, everything)
         stage.commit(last=[ALL_FILE])
-    counts = {"total": n, "confident": len(confident), "uncertain": len(uncertain)}
-    return PseudoLabelResult(
-        output,
-        {k: output / v for k, v in files.items()},
-        counts,
-        probs,
-        uris,
-        norm_weights,
-        float(ent.mean()),
-    )
+    counts = {"total": len(everything), "confident": len(confident), "uncertain": len(uncertain)}
+    return {k: output / v for k, v in files.items()}, counts
 
 
 def log_to_mlflow(result: PseudoLabelResult, threshold: float, input: str) -> str:
@@ -231,7 +264,11 @@ def log_to_mlflow(result: PseudoLabelResult, threshold: float, input: str) -> st
                 "pseudo_label/confident": result.counts["confident"],
                 "pseudo_label/uncertain": result.counts["uncertain"],
                 "pseudo_label/confident_ratio": result.counts["confident"] / total,
-                "pseudo_label/mean_entropy": result.mean_entropy,
+                **(
+                    {"pseudo_label/mean_image_score": result.mean_image_score}
+                    if result.task == "detection"
+                    else {"pseudo_label/mean_entropy": result.mean_entropy}
+                ),
             }
         )
         for key in ("all", "confident", "uncertain", "meta"):

@@ -17,6 +17,23 @@ import numpy as np
 from antgo_mlflow.errors import DataError
 
 
+def file_metadata(session) -> dict[str, Any]:
+    """The ``antgo.*`` entries an ONNX file carries itself (``export_onnx`` writes the task,
+    class count and names), JSON values decoded; other entries are left out."""
+    import json
+
+    out: dict[str, Any] = {}
+    raw = session.get_modelmeta().custom_metadata_map or {}
+    for key, value in raw.items():
+        if not key.startswith("antgo."):
+            continue
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 class OnnxRuntime:
     """An ONNX file run with ONNX Runtime (CPU; CUDA first when asked for and available)."""
 
@@ -47,6 +64,7 @@ class OnnxRuntime:
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         out = self.session.get_outputs()[0].shape
         self.output_width = out[1] if len(out) == 2 and isinstance(out[1], int) else None
+        self.metadata = file_metadata(self.session)
 
     def outputs(self, batch: np.ndarray) -> np.ndarray:
         """The graph's first output for an NCHW float32 batch."""

@@ -26,9 +26,11 @@ The contract between models and the engine (``antgo_mlflow.models.base``):
   batch: ``reset()``, ``process(predictions, batch)``, ``compute() -> dict[str, float]``.
 
 Registered here: ImageClassifier; heads ClsHead, StackedLinearClsHead; backbones WideResNet,
-TVBackbone, ResnetTV; semi-supervised FixMatch, MetaPseudoLabels (``semi/``) and distillation
-Distiller (``distill/``), each wrapping a classifier (``inference_model()`` is what is exported).
-Losses: CrossEntropyLoss, BCELoss, FocalLoss, LabelSmoothingLoss, KLDivLoss.
+TVBackbone, ResnetTV; detectors FCOS, RetinaNet, FasterRCNN and their backbones TinyFPN,
+ResNetFPN, MobileNetV3FPN (``antgo_mlflow.models.detectors``); semi-supervised FixMatch,
+MetaPseudoLabels (``semi/``) and distillation Distiller (``distill/``), each wrapping a classifier
+(``inference_model()`` is what is exported). Losses: CrossEntropyLoss, BCELoss, FocalLoss,
+LabelSmoothingLoss, KLDivLoss.
 
 Example:
     >>> from antgo_mlflow.registry import MODELS
@@ -41,6 +43,7 @@ from antgo_mlflow.models import (  # noqa: F401  (registers)
     backbones,
     base,
     classifier,
+    detectors,
     distill,
     heads,
     losses,

@@ -11,6 +11,8 @@ holds is between the model and its data. The defaults here are supervised classi
 * ``val_step`` / ``test_step``: one ``{"pred_score": (C,) probabilities, "pred_label": int}``
   per sample (``self.predict(image)`` when the model has it, else softmax of ``self(image)``).
 * ``extract_features``: the embedding before the head, (N, D).
+* ``labelled_sources(names)``: the training sources whose samples need a class label (the single
+  source, or ``labeled``); the engine refuses samples without one before the first step.
 
 An algorithm (FixMatch, a distiller, a detector) overrides what differs: its ``train_step``
 receives ``{"labeled": batch, "unlabeled": batch}`` when ``data.train`` names several sources,
@@ -30,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -121,6 +123,15 @@ def pooled_features(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)
 
 
+def labelled_sources(model: Any, names: Sequence[str]) -> list[str]:
+    """The supervised default of ``labelled_sources``: the single training source, or the one
+    named ``labeled``; none for a model whose ``task`` is not classification (a detector)."""
+    if getattr(model, "task", "classification") != "classification":
+        return []
+    names = list(names)
+    return names if len(names) == 1 else [n for n in names if n == "labeled"]
+
+
 class BaseModel(nn.Module):
     """Base class of models: override ``train_step`` / ``val_step`` / ``extract_features``.
 
@@ -143,6 +154,12 @@ class BaseModel(nn.Module):
     def extract_features(self, batch: Mapping) -> torch.Tensor:
         """The embedding before the head, (N, D)."""
         return pooled_features(self, _single_source(batch, "data")["image"])
+
+    def labelled_sources(self, names: Sequence[str]) -> list[str]:
+        """The training sources (of ``names``) whose samples must all carry a class label; the
+        engine checks them before the first step. Override when the model needs other labels
+        (boxes) or none (return ``[]``)."""
+        return labelled_sources(self, names)
 
     # -- optional: what wrappers (semi-supervised, distillation) override ------------------------
     def inference_model(self) -> nn.Module:
@@ -179,6 +196,10 @@ class PlainModelSteps:
 
     def extract_features(self, batch: Mapping) -> torch.Tensor:
         return pooled_features(self.module, _single_source(batch, "data")["image"])
+
+    def labelled_sources(self, names: Sequence[str]) -> list[str]:
+        own = getattr(self.module, "labelled_sources", None)
+        return own(names) if callable(own) else labelled_sources(self.module, names)
 
     def train(self, mode: bool = True):
         self.module.train(mode)

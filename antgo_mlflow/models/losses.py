@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from antgo_mlflow.errors import ConfigError
+from antgo_mlflow.errors import ConfigError, DataError
 from antgo_mlflow.models._build import as_float_list, config_path
 from antgo_mlflow.registry import LOSSES
 
@@ -54,6 +54,27 @@ def _as_target(pred: torch.Tensor, target: torch.Tensor, path: str = "loss") -> 
             f"{tuple(pred.shape)} (check num_classes)"
         )
     return target.to(pred.dtype)
+
+
+def _bad_labels(pred: torch.Tensor, target: torch.Tensor, ignore_index: int) -> DataError | None:
+    """A DataError for index labels outside the predicted classes (None if they are fine).
+
+    Called only after torch failed, so a correct batch pays nothing.
+    """
+    if target.dim() != 1 or target.is_floating_point():
+        return None
+    bad = target[(target != ignore_index) & ((target < 0) | (target >= pred.shape[1]))]
+    if not bad.numel():
+        return None
+    value = int(bad[0])
+    hint = (
+        " (image_label -1 means 'no image class': is this a detection GT given to a classifier?)"
+        if value == -1
+        else ""
+    )
+    return DataError(
+        f"data.train: label {value} is not a class index in 0..{pred.shape[1] - 1}{hint}"
+    )
 
 
 def _one_hot(target: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -123,14 +144,20 @@ class CrossEntropyLoss(_ClassWeighted):
         target = _as_target(pred, target, self._path)
         if self.use_soft and target.dim() == 1:
             target = _one_hot(target, pred.shape[1], pred.dtype)
-        loss = F.cross_entropy(
-            pred,
-            target,
-            weight=self._weights_for(pred),
-            label_smoothing=self.label_smoothing,
-            ignore_index=self.ignore_index,
-            reduction="none" if weight is not None else self.reduction,
-        )
+        try:
+            loss = F.cross_entropy(
+                pred,
+                target,
+                weight=self._weights_for(pred),
+                label_smoothing=self.label_smoothing,
+                ignore_index=self.ignore_index,
+                reduction="none" if weight is not None else self.reduction,
+            )
+        except (IndexError, RuntimeError) as exc:
+            problem = _bad_labels(pred, target, self.ignore_index)
+            if problem is None:
+                raise
+            raise problem from exc
         if weight is not None:
             loss = _reduce(loss, self.reduction, weight)
         return self.loss_weight * loss

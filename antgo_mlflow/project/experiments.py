@@ -10,8 +10,10 @@ How a folder is marked as belonging to an antgo project (used by ``context_provi
       project: mycls
       exp: mycls1
 
-``create exp`` writes that section into the scaffold's MLproject; environment variables
-``ANTGO_PROJECT`` / ``ANTGO_EXP`` override it (``antgo train`` sets them for the child process).
+``create exp`` writes that section (``project`` only: a project root holds several exps side
+by side, ``<root>/mycls1/``, ``<root>/mycls2/``, picked by the MLproject's ``exp`` parameter);
+environment variables ``ANTGO_PROJECT`` / ``ANTGO_EXP`` override it (``antgo train`` sets them for
+the child process).
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def find_marker(start: str | os.PathLike | None = None) -> dict[str, str]:
 
 # -- create / list -----------------------------------------------------------------------------
 def _scaffold(name: str, root: Path, recipe: str | None) -> None:
+    """Write exp ``name`` into project root ``root`` (``create mvp``: beside its other exps)."""
     from antgo_mlflow.tools.scaffold import create_mvp
 
     create_mvp(name, str(root), force=False, recipe=recipe or "cifar10")
@@ -109,11 +112,11 @@ def _scaffold(name: str, root: Path, recipe: str | None) -> None:
 def create_exp(
     project: str, name: str, recipe: str | None = None, tgt: str | os.PathLike = "."
 ) -> dict:
-    """Scaffold exp ``name`` as ``<tgt>/<name>/`` (``create mvp`` layout: its own MLproject and
-    the ``<name>/`` package) and record it on ``project``; the MLproject gets the antgo marker.
+    """Scaffold exp ``name`` as ``<tgt>/<name>/`` in project root ``tgt`` (the ``create mvp``
+    layout: one MLproject, README.md, install.sh, ... shared by the exps beside each other) and
+    record it on ``project``; the root's MLproject gets the antgo marker.
 
-    Each exp gets its own folder so that several exps of one project live side by side
-    (``mlflow run ./<name> -e train`` or ``antgo train --exp=<name>`` from ``tgt``).
+    ``mlflow run . -e train -P exp=<name>`` or ``antgo train --exp=<name>`` from ``tgt`` trains it.
     """
     check_name(name, "--name")
     if recipe:
@@ -122,13 +125,20 @@ def create_exp(
     experiment = get_project(project, client)
     if EXP_PREFIX + name in experiment.tags:
         raise TrackingError(f"--name={name}: project {project} already has this exp")
-    root = Path(tgt).absolute() / name
-    if root.exists() and any(root.iterdir()):
-        raise UsageError(f"{root} already exists and is not empty")
-    _scaffold(name, root, recipe)
+    root = Path(tgt).absolute()
+    folder = root / name
+    if folder.exists() and any(folder.iterdir()):
+        raise UsageError(f"{folder} already exists and is not empty")
     mlproject = root / MLPROJECT
+    owner = read_marker(mlproject).get("project") if mlproject.is_file() else None
+    if owner and owner != project:
+        raise UsageError(
+            f"{mlproject}: this folder holds exps of project {owner}; create exps of {project} "
+            "in another folder (--tgt)"
+        )
+    _scaffold(name, root, recipe)
     if mlproject.is_file():
-        write_marker(mlproject, project, name)
+        write_marker(mlproject, project, None)
     record = {
         "recipe": recipe or "cifar10",
         "folder": str(root),
@@ -263,7 +273,8 @@ def best_runs(project: str, client=None) -> dict[str, dict]:
 def exp_folder(
     project: str, exp: str, experiment=None, cwd: str | os.PathLike | None = None
 ) -> Path:
-    """The folder whose MLproject runs exp ``exp``: ``./<exp>``, then the recorded folder, then ``.``."""
+    """The folder whose MLproject runs exp ``exp``: ``./<exp>`` (a root of its own), then the
+    recorded project root, then ``.`` (a root holding ``./<exp>/`` beside other exps)."""
     cwd = Path(cwd or os.getcwd()).absolute()
     candidates = [cwd / exp]
     if experiment is not None and EXP_PREFIX + exp in experiment.tags:
@@ -275,11 +286,24 @@ def exp_folder(
             candidates.append(Path(folder))
     candidates.append(cwd)
     for folder in candidates:
-        if (folder / MLPROJECT).is_file():
+        if not (folder / MLPROJECT).is_file():
+            continue
+        # a shared root trains the exp folder its `exp` parameter names: it must be there
+        if folder == candidates[0] or (folder / exp).is_dir() or not _has_exp_parameter(folder):
             return folder
     raise UsageError(
         f"--exp={exp}: no MLproject in {candidates[0]} or {cwd} (run 'antgo create exp' first)"
     )
+
+
+def _has_exp_parameter(folder: Path) -> bool:
+    import yaml
+
+    try:
+        spec = yaml.safe_load((folder / MLPROJECT).read_text(encoding="utf-8")) or {}
+        return "exp" in ((spec.get("entry_points") or {}).get("train") or {}).get("parameters", {})
+    except (yaml.YAMLError, AttributeError, OSError):
+        return False
 
 
 def _new_train_run(
@@ -326,6 +350,8 @@ def _new_train_run(
         )
     entry = spec._entry_points.get(entry_point)
     declared = entry.parameters if entry is not None else {}
+    if "exp" in declared:  # a project root with several exps side by side
+        params.setdefault("exp", exp)
     if gpu_id is not None:
         for name in ("gpu-id", "gpu_id"):
             if name in declared:
@@ -342,6 +368,8 @@ def _new_train_run(
         return client, experiment, folder, params, run_id
     logged = {name: p.default for name, p in declared.items() if p.default is not None}
     logged.update(params)
+    # An empty value means "not given" to our entry points: logging it would only show ''.
+    logged = {k: v for k, v in logged.items() if str(v).strip() not in ("", "''", '""')}
     # The run is created here, tagged from its first second (mlflow.projects would create it
     # without run-context tags), and handed to mlflow.projects like `mlflow run --run-id`.
     run = client.create_run(

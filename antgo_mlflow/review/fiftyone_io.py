@@ -6,6 +6,7 @@ Mapping (FiftyOne field <- GT field):
 * ``metadata``        <- ``width``/``height`` (read from the image header when the GT has 0)
 * ``classification``  <- ``image_label`` + ``image_label_name`` (``Classification``)
 * ``detections``      <- ``bboxes`` (xyxy pixels -> relative xywh) + ``labels`` + ``box_visibility``
+  (a box with visibility 0 also gets ``iscrowd=1``: ``evaluate_detections`` ignores it as COCO does)
 * ``keypoints``       <- ``joints2d`` + ``joints_vis`` (one ``Keypoint`` per instance, relative coords)
 * ``segments``        <- ``segments`` polygons (one closed, filled ``Polyline`` per instance)
 * ``predictions``     <- ``predictions.bboxes/labels/scores`` (``Detections`` with confidences)
@@ -164,12 +165,16 @@ def gt_to_fo_sample(sample: dict, base_dir: str | os.PathLike, classes: list[str
         dets = []
         for i, (x0, y0, x1, y1) in enumerate(bboxes):
             li = labels[i] if i < len(labels) else None
+            visibility = vis[i] if i < len(vis) else None
+            # COCO's crowd flag, which FiftyOne's evaluate_detections honours (never written back)
+            crowd = {"iscrowd": 1} if visibility == 0 else {}
             dets.append(
                 fo_.Detection(
                     label=_name(li, classes),
                     bounding_box=[x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
                     class_index=li,
-                    visibility=vis[i] if i < len(vis) else None,
+                    visibility=visibility,
+                    **crowd,
                 )
             )
         fs["detections"] = fo_.Detections(detections=dets)

@@ -206,6 +206,7 @@ class LabelStudioServer:
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LOCAL_FILES_SERVING_ENABLED": "true",
             "LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
+            "LATEST_VERSION_CHECK": "false",  # offline: no PyPI version check on start
         }
         log = open(self.data_dir / "label-studio.log", "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(

@@ -4,6 +4,11 @@ Images are copied unchanged, or resized so that their long side is at most ``max
 paths are kept. Files that are not images or cannot be decoded are skipped and counted, never fatal
 (unless nothing readable is left). Work is spread over a process pool; output order is the input
 order, so runs are reproducible.
+
+``label_from="folder"`` labels images by the sub-folder they are in (the common
+``root/<class>/*.jpg`` layout): ``image_label`` is the class's index in the sorted list of class
+folders, ``image_label_name`` its name, and ``meta.json`` lists the classes in that order. Without
+it samples are unlabelled (``image_label: -1``), ready for labelling or pseudo-labelling.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 
 from antgo_mlflow.errors import DataError, UsageError
 from antgo_mlflow.fileio import StagingDir
-from antgo_mlflow.gt import new_sample, save_gt
+from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
 from antgo_mlflow.gt.io import ANNOTATION_FILE
+from antgo_mlflow.gt.meta import META_FILE
 from antgo_mlflow.interrupts import worker_signals
 from antgo_mlflow.progress import progress
 from antgo_mlflow.tools._extract_common import (
@@ -36,6 +42,8 @@ NOT_IMAGE = "non-image file"
 CORRUPT = "corrupt image"
 UNREADABLE = "unreadable file"
 TOO_LARGE = "oversized image"  # over PIL's decompression-bomb limit
+NO_CLASS_FOLDER = "image outside a class folder"  # --label-from=folder: a file directly in --src
+LABEL_SOURCES = ("folder",)
 
 JPEG_QUALITY = 90
 # EXIF orientation -> the transpose that makes the pixels upright (as PIL.ImageOps.exif_transpose).
@@ -118,6 +126,11 @@ def _select(
     return out
 
 
+def class_folders(files: list[Path]) -> list[str]:
+    """The class names of ``root/<class>/...`` files: their first folders, sorted."""
+    return sorted({rel.parts[0] for rel in files if len(rel.parts) > 1})
+
+
 def _filters_text(prefix, suffix, ext) -> str:
     parts = [f"--{k}={v}" for k, v in (("prefix", prefix), ("suffix", suffix), ("ext", ext)) if v]
     return " ".join(parts)
@@ -134,6 +147,7 @@ def extract_images(
     max_size: int | None = None,
     seed: int = 0,
     workers: int | None = None,
+    label_from: str | None = None,
 ) -> ExtractSummary:
     """Turn the images under ``src`` into a GT dataset in ``tgt`` (images + ``annotation.json``).
 
@@ -149,10 +163,14 @@ def extract_images(
         max_size: resize so the long side is at most this (aspect kept, never upscaled);
             smaller images and ``None`` copy the file bytes unchanged.
         workers: processes to use (default: all usable cores; 1 = no pool).
+        label_from: ``"folder"``: label each image by its first sub-folder of ``src`` (classes
+            sorted by name, listed in ``meta.json``); images directly in ``src`` are skipped.
 
     Returns:
         An ExtractSummary; samples carry ``image_file`` (relative to ``tgt``), the written
-        ``height``/``width`` and ``tag`` = the sub-folder the image came from ('' at the top).
+        ``height``/``width`` and ``tag`` = the sub-folder the image came from ('' at the top);
+        with ``label_from="folder"`` also ``image_label``/``image_label_name`` (the class
+        names are in ``summary.extra["categories"]``).
 
     Raises:
         DataError: ``src`` missing, empty, nothing matching the filters, or nothing readable.
@@ -171,6 +189,11 @@ def extract_images(
         raise UsageError(f"--num must be >= 1, got {num}")
     n_workers = default_workers(workers)
     exts = parse_exts(ext)
+    if label_from is not None and label_from not in LABEL_SOURCES:
+        raise UsageError(
+            f"--label-from={label_from}: expected {', '.join(LABEL_SOURCES)} "
+            "(label images by their <class>/ sub-folder)"
+        )
 
     files = walk_files(src_dir, exclude=tgt_dir)
     if not files:
@@ -183,13 +206,28 @@ def extract_images(
         )
     if shuffle:
         random.Random(seed).shuffle(chosen)
+    categories: list[str] = []
+    if label_from == "folder":
+        # classes from image files only: a folder of notes is not a class
+        categories = class_folders([r for r in chosen if r.suffix.lower() in IMAGE_EXTS])
+        if not categories:
+            raise DataError(
+                f"--src {src_dir}: --label-from=folder needs one sub-folder per class "
+                "(<src>/<class>/*.jpg); every file is directly in --src"
+            )
+    class_index = {name: i for i, name in enumerate(categories)}
 
     summary = ExtractSummary(tgt=tgt_dir)
+    if categories:
+        summary.extra["categories"] = categories
     with StagingDir(tgt_dir) as staging:
         tasks = []
         for rel in chosen:
             if rel.suffix.lower() not in IMAGE_EXTS:
                 summary.skip(rel.as_posix(), NOT_IMAGE)
+                continue
+            if categories and len(rel.parts) < 2:
+                summary.skip(rel.as_posix(), NO_CLASS_FOLDER)
                 continue
             tasks.append((len(tasks), str(src_dir / rel), str(staging.path / rel), max_size))
         for parent in sorted({Path(t[2]).parent for t in tasks}):
@@ -214,12 +252,19 @@ def extract_images(
                     Path(tasks[index][2]).unlink(missing_ok=True)
                     continue
                 parent = rel.parent.as_posix()
+                labels = {}
+                if categories:
+                    labels = {
+                        "image_label": class_index[rel.parts[0]],
+                        "image_label_name": rel.parts[0],
+                    }
                 samples.append(
                     new_sample(
                         image_file=rel.as_posix(),
                         height=h,
                         width=w,
                         tag="" if parent == "." else parent,
+                        **labels,
                     )
                 )
                 summary.outputs.append(tgt_dir / rel)
@@ -235,6 +280,8 @@ def extract_images(
 
         if not samples:
             raise DataError(f"--src {src_dir}: no readable images; {summary.skipped_text(True)}")
+        if categories:  # the class order that image_label indexes, as antgo's meta.json keeps it
+            write_meta(staging.path / META_FILE, default_meta(len(samples), categories))
         save_gt(staging.path / ANNOTATION_FILE, samples)
         staging.commit(last=[ANNOTATION_FILE])
 

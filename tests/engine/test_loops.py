@@ -161,3 +161,17 @@ def test_a_single_source_model_refuses_several_sources(make_config, toy_npz, tmp
     cfg = _two_source_config(make_config, toy_npz, model="dict(type='EngineTinyNet')")
     with pytest.raises(AntgoError, match="several sources .labeled, unlabeled. need a model"):
         run_from_config(cfg, work_dir=tmp_path / "w")
+
+
+def test_a_batch_larger_than_the_training_set_with_drop_last_says_both_numbers(
+    make_config, toy_npz, tmp_path
+):
+    data = (
+        f"dict(train=dict(type='EngineNpzData', path={str(toy_npz)!r}), "
+        "train_dataloader=dict(samples_per_gpu=100, workers_per_gpu=0, drop_last=True))"
+    )
+    with pytest.raises(AntgoError) as info:
+        run_from_config(make_config(data=data), work_dir=tmp_path / "w", no_validate=True)
+    message = str(info.value)
+    assert "a batch of 100 is larger than the 64 training samples" in message, message
+    assert "drop_last" in message and "\n" not in message

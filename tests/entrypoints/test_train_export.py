@@ -64,6 +64,59 @@ def test_checkpoints_record_the_config_as_plain_data_not_code(use_trained_store)
     assert json.loads(json.dumps(data)) == data  # JSON-safe
 
 
+def test_training_run_inputs_name_their_manifest_schema_profile_and_the_test_set(
+    use_trained_store,
+):
+    """What the MLflow UI's Datasets panel shows: a path, the fields, counts; train, val, test."""
+    import json
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient().get_run(use_trained_store.run_id)
+    by_context = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    # the tiny run trains on the val split: MLflow keeps one input for the same name + digest
+    assert set(by_context) == {"train", "test"}
+    for context, dataset in by_context.items():
+        assert dataset.source_type == "local", context
+        uri = json.loads(dataset.source)["uri"]
+        assert uri.endswith("-manifest.json") and Path(uri).is_file(), (context, uri)
+        columns = {c["name"]: c["type"] for c in json.loads(dataset.schema)["mlflow_colspec"]}
+        assert columns["image"] == "binary" and columns["image_label"] == "long", columns
+        assert {"image_file", "tag", "height", "width"} <= set(columns)
+        profile = json.loads(dataset.profile)
+        assert profile["unlabelled"] == 0 and profile["classes"] == 10, profile
+    train = json.loads(by_context["train"].profile)  # the tiny run trains on the val split
+    assert train["samples"] == train["labelled"] == 179
+    assert train["class_counts"].startswith("0: 18, 1: 18")
+    assert by_context["test"].name == "test"
+
+
+def test_test_metrics_are_linked_to_the_logged_model_and_test_set(use_trained_store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(use_trained_store.run_id)
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    metrics = {m.key: m for m in model.metrics}
+    assert metrics["test/top_1"].value == run.data.metrics["test/top_1"]
+    test_input = next(i for i in run.inputs.dataset_inputs if i.tags[0].value == "test")
+    assert metrics["test/top_1"].dataset_digest == test_input.dataset.digest
+
+
+def test_the_printed_export_hint_is_the_way_the_run_was_started(use_trained_store):
+    """Started with `python -m ...train`: the hint is the export script, and it parses."""
+    import shlex
+
+    from antgo_mlflow.entrypoints.export import build_parser
+
+    line = next(ln for ln in use_trained_store.stderr.splitlines() if "export: " in ln)
+    argv = shlex.split(line.split("export: ", 1)[1])
+    assert argv[1:3] == ["-m", "antgo_mlflow.entrypoints.export"]
+    assert build_parser().parse_args(argv[3:]).run_id == use_trained_store.run_id
+
+
 def test_export_from_run_id_checks_parity_and_logs_onnx_to_a_child_run(use_trained_store, tmp_path):
     import mlflow
     import onnxruntime as ort
@@ -219,3 +272,10 @@ def test_mlflow_run_train_on_the_repository_project(tmp_path, monkeypatch):
     assert run.data.tags["mlflow.project.entryPoint"] == "train"
     assert "test/top_1" in run.data.metrics
     assert (tmp_path / "work" / "best.pth").is_file()
+    # params: what was given (no '' for parameters left out) and the resolved config
+    assert run.data.params["epochs"] == run.data.params["max_epochs"] == "1"
+    assert "''" not in run.data.params.values() and "lr" not in run.data.params
+    # the hint pastes as the run was started: local stays local (no environment to build)
+    hint = next(ln for ln in proc.stderr.splitlines() if "export: " in ln).split("export: ")[1]
+    assert hint.startswith("mlflow run ") and "--env-manager local" in hint
+    assert f"-P run_id={run.info.run_id}" in hint

@@ -87,23 +87,44 @@ def test_show_exp_table_is_sorted_by_the_project_metric(project, make_run):
 
 def test_create_exp_scaffolds_records_and_marks_the_folder(project, tmp_path):
     record = ex.create_exp(project, "mycls1", tgt=tmp_path)  # the real `create mvp` scaffold
-    root = tmp_path / "mycls1"
+    root = tmp_path  # the project root: exps side by side, as in antgo's tutorial
     assert record["folder"] == str(root) and (root / "mycls1" / "main.py").is_file()
     assert "mycls1" in ex.list_exps(project)
     mlproject = root / "MLproject"
-    assert ex.read_marker(mlproject) == {"project": project, "exp": "mycls1"}
-    assert ex.find_marker(root / "mycls1" / "configs") == {"project": project, "exp": "mycls1"}
+    assert ex.read_marker(mlproject) == {"project": project}
+    assert ex.find_marker(root / "mycls1" / "configs") == {"project": project}
     assert ex.exp_folder(project, "mycls1", pj.get_project(project), cwd=tmp_path) == root
     from mlflow.projects._project_spec import load_project
 
-    assert "train" in load_project(str(mlproject.parent))._entry_points  # still a valid MLproject
+    spec = load_project(str(mlproject.parent))  # still a valid MLproject
+    assert spec._entry_points["train"].parameters["exp"].default == "mycls1"
     with pytest.raises(TrackingError, match="already has this exp"):
         ex.create_exp(project, "mycls1", tgt=tmp_path)
-    (tmp_path / "mycls2").mkdir()
-    (tmp_path / "mycls2" / "notes.txt").write_text("mine")
+    install = (root / "install.sh").read_text()
+    (root / "install.sh").write_text(install + "# my step\n")
+    ex.create_exp(project, "mycls2", tgt=tmp_path)  # beside mycls1, shared files kept
+    assert (root / "mycls2" / "main.py").is_file() and (root / "mycls1" / "main.py").is_file()
+    assert (root / "install.sh").read_text().endswith("# my step\n")
+    assert ex.read_marker(mlproject) == {"project": project}
+    assert ex.exp_folder(project, "mycls2", pj.get_project(project), cwd=tmp_path) == root
+    assert set(ex.list_exps(project)) >= {"mycls1", "mycls2"}
+    (tmp_path / "mycls3").mkdir()
+    (tmp_path / "mycls3" / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="already exists"):
-        ex.create_exp(project, "mycls2", tgt=tmp_path)
-    assert "mycls2" not in ex.list_exps(project)
+        ex.create_exp(project, "mycls3", tgt=tmp_path)
+    assert "mycls3" not in ex.list_exps(project)
+    assert (tmp_path / "mycls3" / "notes.txt").read_text() == "mine"
+
+
+def test_create_exp_of_another_project_in_a_root_is_refused(project, tmp_path):
+    from antgo_mlflow.project.projects import create_project
+
+    ex.create_exp(project, "mycls1", tgt=tmp_path)
+    other = create_project(name=project + "b", metric="top_1")
+    other = other if isinstance(other, str) else project + "b"
+    with pytest.raises(UsageError, match=f"holds exps of project {project}"):
+        ex.create_exp(other, "mycls9", tgt=tmp_path)
+    assert not (tmp_path / "mycls9").exists()
 
 
 _TRAIN = """

@@ -331,3 +331,46 @@ def test_sigterm_during_extract_ends_quietly_and_leaves_the_target_as_before(tmp
     assert [line for line in err.splitlines() if line.strip()] == ["antgo: terminated"]
     assert sorted(p.name for p in tgt.iterdir()) == ["annotation.json"]
     assert (tgt / "annotation.json").read_text() == "[]"
+
+
+def test_label_from_folder_labels_by_class_folder_in_sorted_order(src, tmp_path):
+    (src / "docs").mkdir()
+    (src / "docs" / "readme.txt").write_text("a folder without images is no class")
+    tgt = tmp_path / "out"
+    summary = extract_images(src, tgt, workers=1, label_from="folder")
+    samples = load_gt(tgt / "annotation.json")
+    assert [(s["image_file"], s["image_label"], s["image_label_name"]) for s in samples] == [
+        ("cats/cat_a.jpg", 0, "cats"),
+        ("cats/cat_b.png", 0, "cats"),
+        ("cats/kitten_c.jpg", 0, "cats"),
+        ("dogs/dog_a.png", 1, "dogs"),
+        ("dogs/dog_b_small.jpg", 1, "dogs"),
+    ]
+    assert summary.extra["categories"] == ["cats", "dogs"]
+    assert json.loads((tgt / "meta.json").read_text())["meta"]["category"] == ["cats", "dogs"]
+    assert "top.png" in summary.skipped_text(True)  # outside any class folder: skipped, counted
+
+
+def test_label_from_folder_on_a_flat_folder_is_one_line(tmp_path, capsys):
+    flat = tmp_path / "flat"
+    make_image(flat / "a.jpg", 20, 20)
+    make_image(flat / "b.jpg", 20, 20, seed=1)
+    res = run_inprocess(
+        capsys,
+        "tool",
+        "extract/images",
+        f"--src={flat}",
+        f"--tgt={tmp_path / 'o'}",
+        "--label-from=folder",
+    )
+    assert_one_line_error(res, "--label-from=folder", "<src>/<class>/")
+    assert not (tmp_path / "o").exists()
+    bad = run_inprocess(
+        capsys,
+        "tool",
+        "extract/images",
+        f"--src={flat}",
+        f"--tgt={tmp_path / 'o'}",
+        "--label-from=tags",
+    )
+    assert_one_line_error(bad, "--label-from")

@@ -7,6 +7,7 @@ the 179-sample validation split (2 iterations) so each stays within seconds of s
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,14 +37,15 @@ SEED_LAYOUT = [
 ]
 
 
-def _tiny_training_options() -> str:
+def _tiny_training_options(epochs: bool = True) -> str:
     """Overrides that train on the 179-sample val split for one epoch (2 iterations)."""
     from antgo_mlflow.data.sources.digits import prepare_digits
 
     val = prepare_digits().shard_paths("val")
     # the final model logging (mlflow.pytorch, ~3 s) is covered by tests/entrypoints
     hooks = [{"type": "TextLoggerHook"}, {"type": "MlflowLoggerHook", "log_model": False}]
-    return f"data.train.data_path_list={val!r} max_epochs=1 log_config.hooks={hooks!r}"
+    epochs_option = " max_epochs=1" if epochs else ""
+    return f"data.train.data_path_list={val!r}{epochs_option} log_config.hooks={hooks!r}"
 
 
 def _env(tmp_path: Path) -> dict:
@@ -104,6 +106,9 @@ def test_scaffold_trains_tests_and_exports_with_main_py(tmp_path):
     assert train.returncode == 0, train.stderr[-3000:]
     ckpt_dir = tmp_path / "output" / "mycls" / "output" / "checkpoint"
     assert (ckpt_dir / "best.pth").is_file() and (ckpt_dir / "epoch_1.pth").is_file()
+    assert "test (best.pth): top_1=" in train.stdout  # the tutorial says to look at it
+    hint = next(ln for ln in train.stdout.splitlines() if ln.startswith("export: "))
+    assert "mycls/main.py --exp=mycls --process=export --run-id=" in hint  # started directly
 
     test = subprocess.run(
         [*main, "--process=test", f"--json={tmp_path / 'eval.json'}"],
@@ -176,6 +181,71 @@ def test_scaffold_trains_with_mlflow_run(tmp_path):
     assert "val/top_1" in run.data.metrics or "top_1" in " ".join(run.data.metrics)
     assert run.data.tags.get("antgo.exp") == "cifar10"
     assert run.data.tags.get("mlflow.project.entryPoint") == "train"
+
+
+def _all_runs():
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, order_by=["attributes.start_time ASC"])
+
+
+@pytest.mark.slow
+def test_main_py_the_tutorials_way_gpu_0_on_cpu_names_runs_and_logs_resolved_params(tmp_path):
+    """The tutorial's first command on a machine without CUDA, twice (this machine has none)."""
+    create_mvp("cifar10", tgt=tmp_path)
+    main = [sys.executable, "./cifar10/main.py", "--exp=cifar10", "--gpu-id=0", "--process=train"]
+    main += ["--max-epochs=1", "--test=false", "--cfg-options", _tiny_training_options(False)]
+    for _ in range(2):
+        proc = subprocess.run(
+            main, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        warnings = [ln for ln in proc.stderr.splitlines() if "warning" in ln.lower()]
+        assert warnings == [
+            "antgo: warning: --gpu-id=0: CUDA is not available on this machine; training on the CPU"
+        ], proc.stderr[-3000:]
+    first, second = _all_runs()
+    assert first.info.status == second.info.status == "FINISHED"
+    assert first.info.run_name != second.info.run_name
+    for run in (first, second):
+        assert re.fullmatch(r"cifar10-\d{8}-\d{6}", run.info.run_name), run.info.run_name
+        assert run.data.params["max_epochs"] == "1"  # what trained, not the config's default
+        assert run.data.tags["antgo.device"] == "cpu"
+        assert "CUDA is not available" in run.data.tags["antgo.device_note"]
+        assert "''" not in run.data.params.values()
+
+
+@pytest.mark.slow
+def test_two_experiments_side_by_side_both_train_with_mlflow_run(tmp_path, run_antgo):
+    """The tutorial's layout: mycls1/ and mycls2/ under one root with shared files."""
+    assert run_antgo("create", "mvp", "--name=mycls1", f"--tgt={tmp_path}").code == 0
+    (tmp_path / "README.md").write_text("our project\n")
+    second = run_antgo("create", "mvp", "--name=mycls2", f"--tgt={tmp_path}")
+    assert second.code == 0, second
+    assert (tmp_path / "README.md").read_text() == "our project\n"  # shared files kept
+    for shared in ("install.sh", "launch.sh", "system.py", "requirements.txt", "MLproject"):
+        assert (tmp_path / shared).is_file(), shared
+    assert sorted(p.parent.name for p in tmp_path.glob("*/main.py")) == ["mycls1", "mycls2"]
+    again = run_antgo("create", "mvp", "--name=mycls2", f"--tgt={tmp_path}")
+    assert_one_line_error(again, "mycls2", "already exists")
+    for exp in ("mycls1", "mycls2"):
+        cmd = [sys.executable, "-m", "mlflow", "run", str(tmp_path), "-e", "train"]
+        cmd += ["--env-manager", "local", "-P", f"exp={exp}", "-P", "epochs=1", "-P", "test=false"]
+        cmd += ["-P", f"cfg_options={_tiny_training_options(False)}"]
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        hint = next(ln for ln in proc.stdout.splitlines() if ln.startswith("export: "))
+        assert "--env-manager local" in hint and f"-P exp={exp}" in hint, hint
+    runs = _all_runs()
+    assert [r.data.tags.get("antgo.exp") for r in runs] == ["mycls1", "mycls2"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert [r.data.params["max_epochs"] for r in runs] == ["1", "1"]
+    for exp in ("mycls1", "mycls2"):
+        assert (tmp_path / "output" / exp / "output" / "checkpoint" / "best.pth").is_file()
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ pipeline applies unchanged), split deterministically into train/val/test, writte
 JSON and packed as TFRecord shards under ``cache_dir()/digits-v1/<digest>/``.
 
 The folder name carries a digest of the source bytes and every rendering/split parameter, so any
-change builds a fresh folder. A build happens in a hidden sibling folder that is renamed into
-place when complete; two processes racing both build, the first rename wins and the loser
-discards its copy, so a reader never sees a half-written folder.
+change builds a fresh folder; ``_cache.build_once`` makes the build race-safe.
 
 Example:
     >>> data = prepare_digits()
@@ -17,26 +15,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import importlib.util
 import io
 import json
 import os
-import shutil
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from antgo_mlflow import env
 from antgo_mlflow.data.sources import PreparedData, split_from_manifest
+from antgo_mlflow.data.sources._cache import READY_FILE, build_once
 from antgo_mlflow.env import cache_dir
 from antgo_mlflow.errors import MissingDependencyError
-from antgo_mlflow.fileio import TMP_PREFIX
 
 NAME = "digits"
 # Bump when the rendering, the split or the folder layout changes.
@@ -48,7 +40,6 @@ VAL_FRACTION = 0.1
 TEST_FRACTION = 0.2
 CLASS_NAMES = tuple(str(i) for i in range(10))
 SPLITS = ("train", "val", "test")
-READY_FILE = "ready.json"
 
 
 def _source_file() -> Path | None:
@@ -169,27 +160,6 @@ def _prepared(root: Path, digest: str) -> PreparedData:
     return PreparedData(NAME, root, CLASS_NAMES, splits, digest)
 
 
-def _remove_stale(base: Path, age_s: float = 3600.0) -> None:
-    """Delete build folders a killed process left behind (old enough not to be a live build)."""
-    for path in base.glob(f"{TMP_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            if time.time() - path.stat().st_mtime > age_s:
-                shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _no_progress():
-    old = os.environ.get(env.ANTGO_PROGRESS)
-    os.environ[env.ANTGO_PROGRESS] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(env.ANTGO_PROGRESS, None)
-        else:
-            os.environ[env.ANTGO_PROGRESS] = old
-
-
 def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     """Build (once) and return the embedded digits as GT + TFRecord shards.
 
@@ -202,36 +172,13 @@ def prepare_digits(root: str | os.PathLike | None = None) -> PreparedData:
     raw, images, targets = _load_source()
     digest = digest_of(raw)
     base = Path(root) if root is not None else cache_dir()
-    final = base / f"{NAME}-v{LAYOUT_VERSION}" / digest
-    if not (final / READY_FILE).is_file():
-        print(f"antgo: preparing the embedded digits dataset (once) in {final}", file=sys.stderr)
-        started = time.perf_counter()
-        _publish(final, lambda tmp: _build(tmp, images, targets, digest))
-        print(f"antgo: digits ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    final = build_once(
+        base / f"{NAME}-v{LAYOUT_VERSION}",
+        digest,
+        lambda tmp: _build(tmp, images, targets, digest),
+        "the embedded digits dataset",
+    )
     return _prepared(final, digest)
-
-
-def _publish(final: Path, build) -> None:
-    """``build(tmp)`` in a hidden sibling folder, then rename it to ``final`` (see the module
-    docstring: the first complete copy wins, a reader never sees a half-written folder)."""
-    base = final.parent
-    base.mkdir(parents=True, exist_ok=True)
-    if final.exists():  # a folder without its ready marker: not ours to trust, move it aside
-        with contextlib.suppress(OSError):
-            os.rename(final, base / f"{TMP_PREFIX}stale-{uuid.uuid4().hex[:8]}")
-    _remove_stale(base)
-    tmp = base / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        with _no_progress():  # one line instead of short-lived progress bars
-            build(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / READY_FILE).is_file():
-                raise
-            # another process finished first: its copy is identical, keep it
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +267,13 @@ def prepare_digits_subset(
 
         labels = [int(s["image_label"]) for s in load_gt(prepared.splits["train"].gt, False)]
         indices = subset_indices(labels, per_class, fraction, seed)
-        _publish(final, lambda tmp: _build_subset(tmp, prepared, indices, name))
+        build_once(
+            final.parent,
+            final.name,
+            lambda tmp: _build_subset(tmp, prepared, indices, name),
+            name,
+            quiet=True,
+        )
     splits = {
         part: split_from_manifest(
             part, final / f"{part}.json", final / "shards" / f"{part}-manifest.json"

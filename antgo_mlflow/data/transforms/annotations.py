@@ -200,3 +200,70 @@ def drop_lost_boxes(
     lost = had_area & ~has_area
     if lost.any():
         keep_instances(sample, ~lost)
+
+
+# -- the pipeline's geometry, recorded in image_meta ------------------------------------------------
+
+
+def record_affine(
+    meta: dict[str, Any],
+    scale: tuple[float, float],
+    shift: tuple[float, float],
+    hw: tuple[int, int],
+) -> None:
+    """Compose x -> x * s + d into ``meta['affine']`` (original -> current pixels).
+
+    ``hw`` is the image size before this op; the first op to record keeps it as
+    ``meta['ori_shape']``. ResizeS, KeepRatio and RandomFlipImage call this, so that
+    ``map_boxes`` can bring predictions back to the original image.
+    """
+    meta.setdefault("ori_shape", (int(hw[0]), int(hw[1])))
+    sx0, sy0, dx0, dy0 = meta.get("affine", (1.0, 1.0, 0.0, 0.0))
+    sx, sy = float(scale[0]), float(scale[1])
+    dx, dy = float(shift[0]), float(shift[1])
+    meta["affine"] = [sx0 * sx, sy0 * sy, dx0 * sx + dx, dy0 * sy + dy]
+
+
+def _meta_affine(meta: Any) -> tuple[float, float, float, float]:
+    if not isinstance(meta, dict):
+        return 1.0, 1.0, 0.0, 0.0
+    if meta.get("affine") is not None:
+        sx, sy, dx, dy = (float(v) for v in meta["affine"])
+        return sx, sy, dx, dy
+    # only antgo's fields: an offset is taken as applied after the scale
+    scale = meta.get("scale_factor") or (1.0, 1.0)
+    offset = meta.get("offset") or (0.0, 0.0)
+    return float(scale[0]), float(scale[1]), float(offset[0]), float(offset[1])
+
+
+def map_boxes(boxes: Any, meta: Any, to_original: bool = True) -> Any:
+    """Move xyxy boxes (numpy array or torch tensor, (N, 4)) between pipeline and original pixels.
+
+    Reads ``meta['affine']`` (see ``record_affine``), else antgo's ``scale_factor``/``offset``.
+    ``to_original`` also clips to ``meta['ori_shape']`` when known. Returns a new array/tensor.
+    """
+    if len(boxes) == 0:
+        return boxes
+    sx, sy, dx, dy = _meta_affine(meta)
+    is_numpy = isinstance(boxes, np.ndarray)
+    out = boxes.astype(np.float64, copy=True) if is_numpy else boxes.clone()
+    if to_original:
+        out[:, 0::2] = (out[:, 0::2] - dx) / sx
+        out[:, 1::2] = (out[:, 1::2] - dy) / sy
+    else:
+        out[:, 0::2] = out[:, 0::2] * sx + dx
+        out[:, 1::2] = out[:, 1::2] * sy + dy
+    if sx < 0:  # a flip: x0 and x1 swap roles
+        out[:, [0, 2]] = out[:, [2, 0]]
+    if sy < 0:
+        out[:, [1, 3]] = out[:, [3, 1]]
+    shape = meta.get("ori_shape") if to_original and isinstance(meta, dict) else None
+    if shape is not None:
+        h, w = float(shape[0]), float(shape[1])
+        if is_numpy:
+            out[:, 0::2] = out[:, 0::2].clip(0, w)
+            out[:, 1::2] = out[:, 1::2].clip(0, h)
+        else:
+            out[:, 0::2] = out[:, 0::2].clamp(0, w)
+            out[:, 1::2] = out[:, 1::2].clamp(0, h)
+    return out

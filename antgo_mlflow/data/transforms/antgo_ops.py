@@ -10,7 +10,9 @@ Randomness comes from Python's ``random`` (torchvision's from torch): ``random.s
 repeatable, and DataLoader gives every worker its own seed.
 
 Coordinates follow torchvision (and so the registered torchvision ops): a horizontal flip maps box
-edges x -> W - x and points x -> W - 1 - x; a resize scales x -> x * sx.
+edges x -> W - x and points x -> W - 1 - x; a resize scales x -> x * sx. ResizeS, KeepRatio and
+RandomFlipImage also compose what they did into ``image_meta['affine']`` (original -> current
+pixels, ``annotations.record_affine``), so detectors map their boxes back to the original image.
 
 Mixing contract (MixupImage, CutmixImage):
     * per sample: the dataset (or an earlier op) puts a second, already decoded sample dict under
@@ -40,6 +42,7 @@ from antgo_mlflow.data.transforms.annotations import (
     drop_lost_boxes,
     is_label_map,
     num_boxes,
+    record_affine,
 )
 from antgo_mlflow.data.transforms.base import BaseTransform, as_numpy_image
 from antgo_mlflow.errors import DataError
@@ -140,6 +143,7 @@ class ResizeS(BaseTransform):
             sample["height"], sample["width"] = h, w
             meta["image_shape"] = (h, w)
             meta["scale_factor"] = [1.0, 1.0, 1.0, 1.0]
+            record_affine(meta, (1.0, 1.0), (0.0, 0.0), (h, w))
             return sample
         interp = random.choice(list(_INTERP)) if self.interp == "RANDOM" else self.interp
         sx, sy = tw / w, th / h
@@ -152,6 +156,7 @@ class ResizeS(BaseTransform):
         sample["height"], sample["width"] = th, tw
         meta["image_shape"] = (th, tw)
         meta["scale_factor"] = [sx, sy, sx, sy]
+        record_affine(meta, (sx, sy), (0.0, 0.0), (h, w))
         return sample
 
 
@@ -193,6 +198,7 @@ class KeepRatio(BaseTransform):
         meta["image_shape"] = (h, w)
         meta["offset"] = [0, 0, 0, 0]
         if abs(w / h - self.aspect_ratio) <= 1e-6:
+            record_affine(meta, (1.0, 1.0), (0.0, 0.0), (h, w))
             return sample
         segs = sample.get("segments")
         label_map = segs is not None and is_label_map(segs, (h, w))
@@ -232,6 +238,7 @@ class KeepRatio(BaseTransform):
         sample["height"], sample["width"] = nh, nw
         meta["image_shape"] = (nh, nw)
         meta["offset"] = [dx, dy, dx, dy]
+        record_affine(meta, (1.0, 1.0), (dx, dy), (h, w))
         return sample
 
 
@@ -314,7 +321,9 @@ class RandomFlipImage(BaseTransform):
                     ps.points[:, 0] = w - 1 - ps.points[:, 0]
                     ps.write_back(holder)
                     sample["segments"] = holder["segments"]
-        _meta(sample)["flipped"] = True
+        meta = _meta(sample)
+        meta["flipped"] = True
+        record_affine(meta, (-1.0, 1.0), (float(w), 0.0), (h, w))
         return sample
 
 

@@ -21,7 +21,8 @@ class TextLoggerHook(Hook):
     Args:
         interval: print every N iterations (default ``log_config.interval``; must be a multiple
             of it: the values are the means the Runner reduces every ``log_config.interval``).
-        progress: show a tqdm bar per epoch (off when ``ANTGO_PROGRESS=0``).
+        progress: show a tqdm bar per epoch (only on a terminal, see ``antgo_mlflow.progress``:
+            in a log file the lines alone tell the story, one per log interval and per epoch).
         log_file: also append the lines to ``work_dir/train.log``.
         by_epoch: lines say ``Epoch [e/E][i/N]``; False: ``Iter [i/total]``.
     """
@@ -75,9 +76,9 @@ class TextLoggerHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         self._t = time.perf_counter()
-        if self.progress:
-            from antgo_mlflow.progress import progress
+        from antgo_mlflow.progress import bars_enabled, progress
 
+        if self.progress and bars_enabled():
             self._bar = progress(
                 None,
                 total=runner.iters_per_epoch,

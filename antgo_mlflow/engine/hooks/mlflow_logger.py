@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from antgo_mlflow import env
 from antgo_mlflow.engine.hooks.base import Hook
+from antgo_mlflow.engine.hooks.mlflow_datasets import dataset_inputs, run_datasets
 from antgo_mlflow.errors import TrackingError
 from antgo_mlflow.registry import HOOKS
 
@@ -42,17 +42,6 @@ BATCH_PARAMS = 100
 MAX_METRICS = 900  # MLflow accepts up to 1000 metrics per log_batch
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 RUN_ID_FILE_ENV = env.ANTGO_RUN_ID_FILE  # set by the DDP launcher: rank 0 writes the run id there
-_DATA_PATH_KEYS = (
-    "data_path_list",
-    "data_path",
-    "data_folder",
-    "data_root",
-    "dir",
-    "root",
-    "path",
-    "ann_file",
-    "src",
-)
 
 
 def experiment_name(cfg: Mapping) -> str:
@@ -94,91 +83,32 @@ def _param_items(flat: Mapping[str, Any]) -> list[Param]:
     return params
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+def default_run_name(runner) -> str:
+    """``<exp>-<yyyymmdd-hhmmss>``: MLflow's random names come from ``random``, which the
+    Runner has seeded, so every run of one config would get the same one."""
+    return f"{runner.exp_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _source(uri: str):
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    if "://" not in uri and Path(uri).exists():
-        uri = str(Path(uri).resolve())
+def log_inputs(client: MlflowClient, run_id: str, inputs: list) -> None:
+    """Log dataset inputs; a failure is a warning (inputs are nice to have, never fatal)."""
+    if not inputs:
+        return
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return resolve_dataset_source(uri)
-    except Exception:  # not a URI any registered source understands
-        return CodeDatasetSource({"antgo.source": uri})
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as exc:
+        log.warning("could not log dataset inputs: %s", exc)
 
 
-def _config_paths(data_cfg: Any) -> list[str]:
-    paths: list[str] = []
-    if isinstance(data_cfg, Mapping):
-        for key, value in data_cfg.items():
-            if key in _DATA_PATH_KEYS:
-                items = value if isinstance(value, (list, tuple)) else [value]
-                paths.extend(str(v) for v in items if isinstance(v, (str, os.PathLike)))
-            elif isinstance(value, Mapping) or (
-                isinstance(value, (list, tuple)) and key not in ("pipeline",)
-            ):
-                for sub in value.values() if isinstance(value, Mapping) else value:
-                    paths.extend(_config_paths(sub))
-    return paths
-
-
-def _file_fingerprint(path: str) -> Any:
-    p = Path(path)
+def logged_model_id(client: MlflowClient, run_id: str, name: str = "model") -> str | None:
+    """The id of the newest logged model ``name`` of the run (None when it logged none)."""
     try:
-        if p.is_file():
-            st = p.stat()
-            return [path, st.st_size, int(st.st_mtime)]
-        if p.is_dir():
-            return [
-                path,
-                sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.is_file())[:1000],
-            ]
-    except OSError:
-        pass
-    return [path]
-
-
-def dataset_inputs(
-    dataset: Any, data_cfg: Mapping | None, split: str, context: str
-) -> list[DatasetInput]:
-    """``mlflow.data`` inputs for a dataset: one per shard manifest if the dataset exposes
-    ``.manifests`` (digest from the manifest), else one from the config's data paths."""
-    from mlflow.data.meta_dataset import MetaDataset
-
-    inputs = []
-    tags = [InputTag("mlflow.data.context", context)]
-    manifests = getattr(dataset, "manifests", None) or []
-    sources = list(getattr(dataset, "sources", None) or [])
-    for i, manifest in enumerate(manifests):
-        if not isinstance(manifest, Mapping):
-            continue
-        uri = str(
-            manifest.get("path")
-            or manifest.get("uri")
-            or (sources[i] if i < len(sources) else split)
-        )
-        name = str(manifest.get("name") or manifest.get("prefix") or Path(uri).name or split)
-        digest = str(manifest.get("digest") or _digest(manifest))[:36]
-        ds = MetaDataset(_source(uri), name=name, digest=digest)
-        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=list(tags)))
-    if inputs:
-        return inputs
-    paths = [str(s) for s in sources] or _config_paths(data_cfg)
-    uri = paths[0] if paths else f"config:data.{split}"
-    type_name = (data_cfg or {}).get("type") if isinstance(data_cfg, Mapping) else None
-    name = f"{type_name or 'dataset'}:{split}"
-    try:
-        count = len(dataset)
-    except TypeError:
-        count = None
-    digest = _digest({"paths": [_file_fingerprint(p) for p in paths], "cfg": data_cfg, "n": count})
-    ds = MetaDataset(_source(uri), name=name, digest=digest)
-    return [DatasetInput(ds._to_mlflow_entity(), tags=list(tags))]
+        outputs = client.get_run(run_id).outputs
+        ids = [o.model_id for o in (outputs.model_outputs if outputs else [])]
+        models = [client.get_logged_model(i) for i in ids]
+    except MlflowException:
+        return None
+    named = [m for m in models if m.name == name] or models
+    return max(named, key=lambda m: m.creation_timestamp).model_id if named else None
 
 
 def _pip_requirements() -> list[str]:
@@ -321,7 +251,7 @@ class MlflowLoggerHook(Hook):
                 tags = resolve_tags({"antgo.process": "train"})
                 if self.parent_run_id:
                     tags["mlflow.parentRunId"] = self.parent_run_id
-                run_name = self.run_name or cfg.get("run_name")
+                run_name = self.run_name or cfg.get("run_name") or default_run_name(runner)
                 run = client.create_run(exp_id, tags=tags, run_name=run_name)
                 self.run_id, self.owns_run = run.info.run_id, True
         runner.run_id = self.run_id
@@ -339,12 +269,15 @@ class MlflowLoggerHook(Hook):
             "antgo.config_hash": cfg.hash(),
             "antgo.process": "train",
             "antgo.work_dir": str(Path(runner.work_dir).resolve()),
+            "antgo.device": str(runner.device),
             **{str(k): str(v) for k, v in self.tags.items()},
         }
+        if getattr(runner, "device_note", None):  # --gpu-id named a GPU this machine lacks
+            tags["antgo.device_note"] = runner.device_note
         if resumed:
             tags["antgo.resumed_at_iter"] = str(runner.iter)
         client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        if not resumed:
+        if not resumed:  # the resolved config: overrides and --max-epochs included
             flat = dict(cfg.flatten())
             flat.update(
                 {
@@ -381,10 +314,7 @@ class MlflowLoggerHook(Hook):
             inputs += dataset_inputs(dataset, cfg, name, "train")
         if getattr(runner, "val_dataset", None) is not None:
             inputs += dataset_inputs(runner.val_dataset, data.get("val"), "val", "validation")
-        try:
-            self.client.log_inputs(self.run_id, datasets=inputs)
-        except MlflowException as exc:  # a dataset input is nice to have, never fatal
-            log.warning("could not log dataset inputs: %s", exc)
+        log_inputs(self.client, self.run_id, inputs)
 
     # -- metrics ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -570,8 +500,15 @@ def log_test_results(
     run_id: str | None = None,
     json_out=None,
     class_names=None,
+    dataset=None,
+    data_cfg: Mapping | None = None,
 ) -> str:
-    """Log a test evaluation: into the active run, else the checkpoint's run, else a new run."""
+    """Log a test evaluation: into the active run, else the checkpoint's run, else a new run.
+
+    ``dataset`` (the test data) becomes an input with context ``test``; the ``test/*`` metrics
+    are linked to the run's logged model (the model page shows them) and, when the test data is
+    one shard set, to that dataset.
+    """
     client = MlflowClient()
     owned = False
     active = mlflow.active_run()
@@ -589,11 +526,30 @@ def log_test_results(
 
         exp_id = get_or_create_experiment(client, experiment_name(runner.cfg))
         tags = resolve_tags({"antgo.process": "test", "antgo.exp": runner.exp_name})
-        run_id = client.create_run(exp_id, tags=tags).info.run_id
+        name = f"{runner.exp_name}-test-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_id = client.create_run(exp_id, tags=tags, run_name=name).info.run_id
         owned = True
+    link: dict[str, str] = {}
+    if dataset is not None:
+        datasets = run_datasets(dataset, data_cfg, "test")
+        log_inputs(
+            client,
+            run_id,
+            [
+                DatasetInput(d._to_mlflow_entity(), [InputTag("mlflow.data.context", "test")])
+                for d in datasets
+            ],
+        )
+        if len(datasets) == 1:
+            link = {"dataset_name": datasets[0].name, "dataset_digest": datasets[0].digest}
+    model_id = logged_model_id(client, run_id)
     ts = _now_ms()
     client.log_batch(
-        run_id, metrics=[Metric(f"test/{k}", float(v), ts, 0) for k, v in metrics.items()]
+        run_id,
+        metrics=[
+            Metric(f"test/{k}", float(v), ts, 0, model_id=model_id, **link)
+            for k, v in metrics.items()
+        ],
     )
     if json_out and Path(json_out).is_file():
         client.log_artifact(run_id, str(json_out), "test")

@@ -19,6 +19,7 @@ from antgo_mlflow.entrypoints import (  # noqa: E402
     parse_bool,
     parse_float,
     parse_int,
+    rerun_command,
     run_main,
     split_options,
 )
@@ -34,7 +35,7 @@ def build_parser():
     p.add_argument(
         "--resume-from", default="", help="continue training from a checkpoint ('auto': latest)"
     )
-    p.add_argument("--max-epochs", default="", help="override max_epochs")
+    p.add_argument("--max-epochs", "--epochs", default="", help="override max_epochs")
     p.add_argument("--no-validate", action="store_true", help="skip validation while training")
     p.add_argument(
         "--cfg-options", nargs="*", default=[], help="dotted overrides: optimizer.lr=0.01"
@@ -45,6 +46,9 @@ def build_parser():
     )
     p.add_argument("--root", default="", help="output root (default ./output/<exp>)")
     p.add_argument("--json", default="", help="--process=test: write the metrics here")
+    p.add_argument(
+        "--test", default="true", help="--process=train: then test best.pth on data.test"
+    )
     p.add_argument("--distributed", action="store_true", help="set by launch.sh (torchrun)")
     p.add_argument("--run-id", default="", help="--process=export: export this MLflow run instead")
     p.add_argument("--opset", default="18", help="--process=export: ONNX opset")
@@ -112,8 +116,25 @@ def main(argv):
     )
     if args.process == "test":
         print(" ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
-    else:
-        print(f"MLflow run {result}; checkpoints in {work_dir}")
+        return 0
+    print(f"MLflow run {result}; checkpoints in {work_dir}")
+    best = work_dir / "best.pth"
+    if parse_bool("--test", args.test) and best.is_file():
+        metrics = run_from_config(
+            config,
+            cfg_options=options,
+            process="test",
+            work_dir=work_dir,
+            gpu_id=optional(args.gpu_id),
+            checkpoint=str(best),
+        )
+        shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        print(f"test ({best.name}): {shown}")
+    me = [sys.orig_argv[0], sys.argv[0], f"--exp={args.exp}", "--process=export"]
+    export = rerun_command(
+        result, "export", [("exp", args.exp), ("run_id", result)], [*me, f"--run-id={result}"]
+    )
+    print(f"export: {export}")
     return 0
 
 
