@@ -307,10 +307,19 @@ def _has_exp_parameter(folder: Path) -> bool:
 
 
 def _new_train_run(
-    project: str, exp: str, gpu_id: str | None, params: dict[str, Any] | None, entry_point: str
+    project: str,
+    exp: str,
+    gpu_id: str | None,
+    params: dict[str, Any] | None,
+    entry_point: str,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_run=None,
 ) -> tuple:
-    """Check the exp's entry point and parameters, then create its tagged run.
+    """Check the exp's entry point and parameters, then create its tagged run (plus ``tags``).
 
+    ``run_id``: train into this existing run instead (a resumed one: nothing new is created or
+    logged). ``on_run(run_id)`` is called once the run exists, before anything trains.
     Returns ``(client, experiment, folder, params, run_id)``; nothing is created on bad input.
     """
     from mlflow.entities import Param, SourceType
@@ -352,6 +361,11 @@ def _new_train_run(
             entry.compute_parameters(params, storage_dir=None)
         except ExecutionException as exc:
             raise UsageError(f"{folder / MLPROJECT}: {str(exc).splitlines()[0]}") from exc
+    if run_id is not None:  # resuming: the run has its tags, params and datasets already
+        client.get_run(run_id)  # (and must exist)
+        if on_run is not None:
+            on_run(run_id)
+        return client, experiment, folder, params, run_id
     logged = {name: p.default for name, p in declared.items() if p.default is not None}
     logged.update(params)
     # An empty value means "not given" to our entry points: logging it would only show ''.
@@ -366,6 +380,7 @@ def _new_train_run(
             MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
             MLFLOW_SOURCE_NAME: str(folder),
             MLFLOW_PROJECT_ENTRY_POINT: entry_point,
+            **(tags or {}),
         },
     )
     run_id = run.info.run_id
@@ -374,6 +389,8 @@ def _new_train_run(
     from antgo_mlflow.project.data_registry import log_project_datasets
 
     log_project_datasets(run_id, project, client=client)  # the project's registered data
+    if on_run is not None:
+        on_run(run_id)
     return client, experiment, folder, params, run_id
 
 
@@ -419,6 +436,9 @@ def train(
     params: dict[str, Any] | None = None,
     entry_point: str = "train",
     stage: str | None = None,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_run=None,
 ) -> dict:
     """Run the exp's MLproject ``train`` entry point locally into the project's experiment.
 
@@ -427,26 +447,37 @@ def train(
     (and a ``gpu-id``/``gpu_id`` parameter when the entry point declares one). ``stage``
     (``supervised``/``semi``/``distillation``; default: the one of ``project/semi`` and
     ``project/distillation`` the project has) trains the config ``build_training_config``
-    makes from the exp's ``config`` parameter, the setting and the registered data. Returns
-    ``{run_id, status}``; a failed run raises one line naming the run.
+    makes from the exp's ``config`` parameter, the setting and the registered data. ``run_id``,
+    ``tags``, ``on_run``: see :func:`_new_train_run` (the automation server records the run before
+    it trains, and resumes it after a restart). Returns ``{run_id, status}``; a failed run raises
+    one line naming the run.
     """
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="antgo-train-") as tmp:
         params, stage = _staged_params(project, exp, stage, dict(params or {}), entry_point, tmp)
-        result = _train_local(project, exp, gpu_id, params, entry_point)
+        result = _train_local(
+            project, exp, gpu_id, params, entry_point, run_id=run_id, tags=tags, on_run=on_run
+        )
     return {**result, "stage": stage}
 
 
 def _train_local(
-    project: str, exp: str, gpu_id: str | None, params: dict[str, Any], entry_point: str
+    project: str,
+    exp: str,
+    gpu_id: str | None,
+    params: dict[str, Any],
+    entry_point: str,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_run=None,
 ) -> dict:
     from mlflow.exceptions import ExecutionException
 
     from antgo_mlflow.project.child_run import run_entry_point
 
     client, experiment, folder, params, run_id = _new_train_run(
-        project, exp, gpu_id, params, entry_point
+        project, exp, gpu_id, params, entry_point, run_id=run_id, tags=tags, on_run=on_run
     )
     env_backup = {
         k: os.environ.get(k) for k in (ENV_PROJECT, ENV_EXP, "CUDA_VISIBLE_DEVICES", "PATH")
@@ -504,6 +535,9 @@ def submit_train(
     params: dict[str, Any] | None = None,
     entry_point: str = "train",
     on_submitted=None,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_run=None,
 ) -> dict:
     """``antgo train --cloud``: submit the exp's entry point through a registered submitter and wait.
 
@@ -512,6 +546,7 @@ def submit_train(
     a local ``train``; the project's resource request (``gpu_num``, ``cpu_num``, ``memory`` of
     ``project/submitter``) goes to the submitter. ``on_submitted(info)`` is called as soon as
     the job started (``{run_id, submitter, watch}``). Ctrl-C or SIGTERM cancel the job (KILLED).
+    ``run_id``, ``tags``, ``on_run``: see :func:`_new_train_run`.
     """
     import mlflow
 
@@ -533,7 +568,7 @@ def submit_train(
     config = setting.get("config") or {}
     resources = {k: config.get(k, 0) for k in ("gpu_num", "cpu_num", "memory")}
     client, experiment, folder, params, run_id = _new_train_run(
-        project, exp, gpu_id, params, entry_point
+        project, exp, gpu_id, params, entry_point, run_id=run_id, tags=tags, on_run=on_run
     )
     env = {ENV_PROJECT: project, ENV_EXP: exp}
     if gpu_id is not None:

@@ -2,23 +2,35 @@
 project's semi-supervised / distillation setting (``build_training_config``, teacher =
 ``champion``), through the project's submitter (local when none is set).
 
-A server killed (even ``kill -9``) during training: the restarted step - the same step run - looks
-for the training run it started (exp ``exp``, started after the step run): a FINISHED one is taken
-as it is, one still RUNNING with a live owner (the orphaned trainer) is waited for, and only a
-FAILED/KILLED one (or one whose owner is gone: ``engine.run_owner`` reaps it) is trained again - so
-no duplicate training runs.
+The step owns its training run: the run is created tagged ``antgo.pipeline.step_run`` = the step
+run, and its id is recorded on the step run (``antgo.pipeline.train_run``) before the job starts.
+A server killed (even ``kill -9``) during training leaves the job running (its ``mlflow run``
+process group survives); the restarted step - the same step run - *adopts* that training run
+(:func:`adopt`) instead of starting another:
 
-Inputs: ``exp``, ``stage`` (auto/supervised/semi/distillation), ``data`` (the registrations'
-digests, so new data makes a new key), ``params``. Output: ``run_id`` of the training run.
+* FINISHED: its result is taken as it is;
+* RUNNING with a live trainer (a process of this host holding its ``MLFLOW_RUN_ID``, or an owner
+  record of ``engine.run_owner`` not gone): waited for (``StepWaiting``; the loop polls again);
+* RUNNING with its trainer gone (reaped KILLED), or KILLED: trained again *into the same run*
+  (``resume_from=auto`` where the entry point declares it);
+* FAILED: the training failed; the step's retry trains a new run.
+
+So a restart never makes a second finished training run. Inputs: ``exp``, ``stage``
+(auto/supervised/semi/distillation), ``data`` (the registrations' digests, so new data makes a
+new key), ``params``. Output: ``run_id`` of the training run.
 """
 
 from __future__ import annotations
 
-UNCLAIMED_S = 120.0  # a training run with no trainer (owner) after this long never started
+UNCLAIMED_S = 120.0  # a remote training run with no trainer (owner) after this long never started
+STEP_RUN_TAG = "antgo.pipeline.step_run"  # on a training run: the step run that started it
+TRAIN_RUN_TAG = "antgo.pipeline.train_run"  # on a step run: its training run
+RESUME_PARAMS = ("resume_from", "resume-from")
 
 
 def run(ctx, inputs: dict) -> dict:
-    """Train once; a failed training raises (the loop retries, then fails the iteration)."""
+    """Train once (or adopt the training an earlier attempt started); a failed training raises
+    (the loop retries, then fails the iteration)."""
     from antgo_mlflow.project import experiments
     from antgo_mlflow.project.settings import get_setting
 
@@ -33,60 +45,94 @@ def run(ctx, inputs: dict) -> dict:
         inputs.get("stage") or "auto",
         dict(inputs.get("params") or {}),
     )
+    submitter = (get_setting(ctx.project, "submitter", ctx.client) or {}).get("method")
+    cloud = experiments.CLOUD_METHODS.get(submitter or "")
+    adopted = adopt(ctx, exp, local=not cloud)
+    if adopted is not None and adopted.get("status") == "FINISHED":
+        return {"run_id": adopted["run_id"], "stage": adopted["stage"]}
+    resume_id = adopted["run_id"] if adopted is not None else None
     if resolve(ctx.project, stage, ctx.client) == "supervised":
         # antgo train leaves a supervised config alone: add the registered labelled data here
         params["config"] = _supervised_config(ctx, exp, params)
         stage = "supervised"
-    submitter = (get_setting(ctx.project, "submitter", ctx.client) or {}).get("method")
-    cloud = experiments.CLOUD_METHODS.get(submitter or "")
+    if resume_id is not None:
+        params.update(_resume_params(ctx, exp))
+        ctx.client.update_run(resume_id, status="RUNNING")
     ctx.echo(
-        f"train: exp {exp}, stage {stage}, " + (f"submitter {submitter}" if cloud else "local")
+        f"train: exp {exp}, stage {stage}, "
+        + (f"submitter {submitter}" if cloud else "local")
+        + (f", resuming run {resume_id}" if resume_id else "")
+    )
+    claim = dict(
+        run_id=resume_id,
+        tags={STEP_RUN_TAG: ctx.step_run_id, "antgo.pipeline.stage": stage},
+        on_run=lambda run_id: ctx.tag(TRAIN_RUN_TAG, run_id),
     )
     if cloud and stage in ("auto", "supervised"):
-        result = experiments.submit_train(ctx.project, exp, kind=cloud, params=params)
+        result = experiments.submit_train(ctx.project, exp, kind=cloud, params=params, **claim)
     else:
-        result = experiments.train(ctx.project, exp, params=params, stage=stage)
-    ctx.tag("antgo.pipeline.train_run", result["run_id"])
+        result = experiments.train(ctx.project, exp, params=params, stage=stage, **claim)
     return {"run_id": result["run_id"], "stage": result.get("stage", stage)}
 
 
-def _earlier_run(ctx, exp: str) -> dict | None:
-    """The outcome of a training run an earlier attempt of this step started, if it counts."""
+def adopt(ctx, exp: str, local: bool = True) -> dict | None:
+    """The training run an earlier attempt of this step started, if it is to be adopted.
+
+    Returns None (none, or it FAILED: train anew), ``{run_id, status: FINISHED, stage}`` (take
+    it) or ``{run_id, status: KILLED}`` (its trainer is gone: resume it). Raises ``StepWaiting``
+    while its trainer still runs. ``local``: the job ran on this host (no submitter).
+    """
     import time
 
-    from antgo_mlflow.engine.run_owner import owner_of, reap
-    from antgo_mlflow.server.state import KIND, StepWaiting
+    from antgo_mlflow.engine.run_owner import REASON_TAG, owner_of, reap
+    from antgo_mlflow.server.state import StepWaiting
 
     client = ctx.client
-    since = client.get_run(ctx.step_run_id).info.start_time
     runs = client.search_runs(
         [ctx.experiment_id],
-        f"tags.`antgo.exp` = '{exp}' and attributes.start_time >= {since}",
+        f"tags.`{STEP_RUN_TAG}` = '{ctx.step_run_id}'",
         order_by=["attributes.start_time DESC"],
     )
-    runs = [r for r in runs if KIND not in r.data.tags]
-    for run in runs:
-        status = run.info.status
-        if status == "RUNNING" and _trainer_alive(run.info.run_id):
-            # kill -9 of the server orphans its `mlflow run` group, which trains on: wait for it
-            raise StepWaiting(
-                f"training run {run.info.run_id} (started before a restart) still runs"
-            )
-        if status == "RUNNING" and reap(client, [run]):
-            continue  # its trainer is gone: ended FAILED, train again
-        if status == "RUNNING" and not owner_of(run.data.tags):
-            if time.time() * 1000 - run.info.start_time > UNCLAIMED_S * 1000:
-                client.set_terminated(run.info.run_id, "FAILED")  # its trainer never started
-                continue
-        if status == "RUNNING":
-            raise StepWaiting(
-                f"training run {run.info.run_id} (started before a restart) still runs"
-            )
-        if status == "FINISHED":
-            ctx.echo(f"train: run {run.info.run_id} finished while the server was down")
-            ctx.tag("antgo.pipeline.train_run", run.info.run_id)
-            return {"run_id": run.info.run_id, "stage": "recovered"}
-    return None
+    if not runs:
+        return None
+    run = runs[0]  # the newest: older ones of this step failed and were retried
+    run_id, status = run.info.run_id, run.info.status
+    if status == "RUNNING":
+        waiting = StepWaiting(f"training run {run_id} (started before a restart) still runs")
+        if _trainer_alive(run_id):  # the orphaned `mlflow run` group of a killed server
+            raise waiting
+        if not reap(client, [run]):  # reaped: its owner is provably gone (KILLED, reason kept)
+            if owner_of(run.data.tags):  # an owner not provably gone (a remote heartbeat)
+                raise waiting
+            unclaimed = time.time() * 1000 - run.info.start_time > UNCLAIMED_S * 1000
+            if not local and not unclaimed:  # a remote job may still be starting
+                raise waiting
+            # no owner and no process holding it (local), or never claimed (remote)
+            client.set_tag(run_id, REASON_TAG, "its trainer never started or died unclaimed")
+            client.set_terminated(run_id, "KILLED")
+        status = "KILLED"
+    ctx.tag(TRAIN_RUN_TAG, run_id)
+    if status == "FINISHED":
+        ctx.echo(f"train: run {run_id} finished while the server was down")
+        stage = run.data.tags.get("antgo.pipeline.stage", "recovered")
+        return {"run_id": run_id, "status": "FINISHED", "stage": stage}
+    if status == "KILLED":
+        ctx.echo(f"train: run {run_id} lost its trainer; resuming it")
+        return {"run_id": run_id, "status": "KILLED"}
+    return None  # FAILED: a real failure, retried as a new run
+
+
+def _resume_params(ctx, exp: str) -> dict:
+    """``resume_from=auto`` under the name the exp's train entry point declares (if any)."""
+    from mlflow.projects.utils import load_project
+
+    from antgo_mlflow.project.experiments import exp_folder
+    from antgo_mlflow.project.projects import get_project
+
+    folder = exp_folder(ctx.project, exp, get_project(ctx.project, ctx.client))
+    entry = load_project(str(folder))._entry_points.get("train")
+    declared = entry.parameters if entry is not None else {}
+    return {name: "auto" for name in RESUME_PARAMS if name in declared}
 
 
 def _supervised_config(ctx, exp: str, params: dict) -> str:
