@@ -212,9 +212,16 @@ CASES: dict[str, list[list[str]]] = {
         ["--src={gt}", "--models={missing}", "--epochs=0", "--tgt={out}"],
         ["--src={gt}", "--models={missing}", "--batch-size=-1", "--tgt={out}"],
     ],
-    "hpo": [[], ["--config={missing}"]],  # merged from main without cases (the sweep needs one)
+    "hpo": [[], ["--config={missing}"]],
+    "server": [
+        ["--project=nosuch", "--once"],
+        ["--project=sweep", "--once", "--interval=0"],
+        ["--project=sweep", "--once", "--margin=abc"],
+        ["--project=sweep", "--once", "--label-policy=bogus"],
+        ["--project=sweep", "--once", "--retries=-1"],
+    ],  # merged from main without cases (the sweep needs one)
     "update project/submitter": [["--project=sweep", "--config={sub_bad}"]],
-    "update project/semi": [["--project=sweep", "--name=fixmatch"]],
+    "update project/semi": [["--project=sweep", "--name=dense"]],
     "update project/distillation": [["--project=nosuch", "--name=reviewkd"]],
     "promote": [
         ["--project=sweep", "--version=abc", "--role=product"],
