@@ -39,6 +39,9 @@ EXTRAS = {
         "psutil>=5.9",
     ],
     "active": ["cleanlab>=2.6"],
+    # faster-coco-eval: DetectionEval's COCO mAP; pycocotools / torchmetrics: its alternative
+    # backends (same numbers, slower: benchmarks/bench_detection.py compares them)
+    "detection": ["faster-coco-eval>=1.6", "pycocotools>=2.0.7", "torchmetrics>=1.4"],
     # psycopg2: PostgreSQL storage for workers on several machines; cmaes: --sampler=cmaes;
     # optuna-dashboard: `optuna-dashboard <storage>` (optional: also as the hpo-dashboard extra)
     "hpo": ["optuna>=4.9", "psycopg2-binary>=2.9", "cmaes>=0.10", "matplotlib>=3.7"],
