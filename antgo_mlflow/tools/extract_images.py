@@ -238,7 +238,10 @@ def extract_images(
         pool = None
         try:
             if n_workers > 1 and len(tasks) > 1:
-                pool = multiprocessing.Pool(min(n_workers, len(tasks)), initializer=worker_signals)
+                # forkserver, not fork: forking a process that runs threads (MLflow's, a web
+                # server's, the caller's) can copy a held lock into the child and hang it
+                ctx = multiprocessing.get_context("forkserver")
+                pool = ctx.Pool(min(n_workers, len(tasks)), initializer=worker_signals)
                 chunk = max(1, min(32, len(tasks) // (n_workers * 8)))
                 results = pool.imap(_convert_task, tasks, chunksize=chunk)
             else:
