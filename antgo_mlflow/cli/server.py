@@ -7,6 +7,13 @@ import time
 
 import click
 
+from antgo_mlflow.cli.options import (
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    FiniteFloat,
+)
+
 
 @click.command("server")
 @click.option(
@@ -27,7 +34,11 @@ import click
     help="Folder for the iterations' files (<workdir>/<project>/iteration-<n>/).",
 )
 @click.option(
-    "--interval", default=60.0, show_default=True, type=float, help="Seconds between passes."
+    "--interval",
+    default=60.0,
+    show_default=True,
+    type=POSITIVE_FLOAT,
+    help="Seconds between passes.",
 )
 @click.option("--once", is_flag=True, help="One pass, then exit (for cron and tests).")
 @click.option(
@@ -38,28 +49,28 @@ import click
 @click.option(
     "--budget",
     default=None,
-    type=int,
+    type=POSITIVE_INT,
     help="Labels per iteration (default: project/activelearning budget).",
 )
 @click.option(
     "--threshold",
     default=0.95,
     show_default=True,
-    type=float,
+    type=FiniteFloat(0, 1, min_open=True),
     help="Pseudo-label confidence a sample needs to train without a person.",
 )
 @click.option(
     "--margin",
     default=0.0,
     show_default=True,
-    type=float,
+    type=FiniteFloat(),
     help="Top-1 the candidate must gain over the product to be promoted.",
 )
 @click.option(
     "--retries",
     default=2,
     show_default=True,
-    type=int,
+    type=NON_NEGATIVE_INT,
     help="Retries of a failing step before the iteration is marked failed.",
 )
 @click.option(
@@ -70,7 +81,7 @@ import click
 @click.option(
     "--label-timeout",
     default=None,
-    type=float,
+    type=POSITIVE_FLOAT,
     help="Seconds to wait for labelling; then --label-policy applies.",
 )
 @click.option(
@@ -118,10 +129,6 @@ def server(projects, root, workdir, interval, once, iterate, budget, threshold, 
 
     if root:
         os.environ["MLFLOW_TRACKING_URI"] = root
-    if interval <= 0:
-        raise UsageError(f"--interval={interval:g}: must be > 0 seconds")
-    if retries < 0:
-        raise UsageError(f"--retries={retries}: must be >= 0")
     train_params = {}
     for p in params:
         if "=" not in p:

@@ -219,6 +219,9 @@ CASES: dict[str, list[list[str]]] = {
         ["--project=sweep", "--once", "--margin=abc"],
         ["--project=sweep", "--once", "--label-policy=bogus"],
         ["--project=sweep", "--once", "--retries=-1"],
+        ["--project=sweep", "--once", "--threshold=nan"],
+        ["--project=sweep", "--once", "--budget=0"],
+        ["--project=sweep", "--once", "--label-timeout=-5"],
     ],  # merged from main without cases (the sweep needs one)
     "update project/submitter": [["--project=sweep", "--config={sub_bad}"]],
     "update project/semi": [["--project=sweep", "--name=dense"]],

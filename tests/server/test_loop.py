@@ -34,7 +34,7 @@ def test_unknown_project_bad_flags_and_help(store, tmp_path, run_antgo):
     res = run_antgo("server", "--project=nope", "--once", cwd=tmp_path)
     assert res.code == 2 and "nope" in res.stderr and "Traceback" not in res.stderr
     res = run_antgo("server", "--project=nope", "--interval=0", cwd=tmp_path)
-    assert_one_line_error(res, "--interval=0")
+    assert_one_line_error(res, "'--interval'", "x>0")
     res = run_antgo("server", "--help", cwd=tmp_path)
     assert res.code == 0 and "antgo server --project=digits" in res.stdout
 
