@@ -220,6 +220,7 @@ CASES: dict[str, list[list[str]]] = {
         ["--project=sweep", "--once", "--label-policy=bogus"],
         ["--project=sweep", "--once", "--retries=-1"],
         ["--project=sweep", "--once", "--threshold=nan"],
+        ["--project=sweep", "--once", "--threshold=1.5"],
         ["--project=sweep", "--once", "--budget=0"],
         ["--project=sweep", "--once", "--label-timeout=-5"],
     ],  # merged from main without cases (the sweep needs one)

@@ -88,13 +88,18 @@ class Annotator(threading.Thread):
                 pass
 
 
-def _wait_for(predicate, timeout, what):
+def _wait_for(predicate, timeout, what, log: Path, proc: subprocess.Popen):
+    """Waits for `predicate`; on a timeout or a server that exited, fails with the server's log."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
+        if proc.poll() is not None:
+            break
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    state = "timed out" if proc.poll() is None else f"the server exited ({proc.returncode})"
+    tail = log.read_text(errors="replace")[-3000:]
+    raise AssertionError(f"{state} waiting for {what}; server log:\n{tail}")
 
 
 def test_one_iteration_end_to_end_with_kill_9_during_label_and_train(project, tmp_path, store):
@@ -133,7 +138,8 @@ def test_one_iteration_end_to_end_with_kill_9_during_label_and_train(project, tm
     argv = [sys.executable, "-m", "antgo_mlflow", "server", f"--project={project}",
             f"--workdir={workdir}", "--budget=10", "--threshold=0.0", "--interval=1",
             f"--label-studio={ls.url}", "--margin=-1"]  # fmt: skip
-    log = open(tmp_path / "server.log", "ab")  # noqa: SIM115
+    log_path = tmp_path / "server.log"
+    log = open(log_path, "ab")  # noqa: SIM115
 
     def server():
         return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -148,21 +154,23 @@ def test_one_iteration_end_to_end_with_kill_9_during_label_and_train(project, tm
     restarts = 0
     try:
         proc = server()  # 1: kill -9 while it waits on the labelling
-        _wait_for(lambda: step_tag("label", "antgo.label.imported"), 240, "the label step")
+        _wait_for(
+            lambda: step_tag("label", "antgo.label.imported"), 240, "the label step", log_path, proc
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         restarts += 1
         annotator.enabled.set()
         proc = server()  # 2: kill -9 during training
         _wait_for(lambda: trainer_claimed(step_tag("train", "antgo.pipeline.train_run")), 240,
-                  "the train step's job to train")  # fmt: skip
+                  "the train step's job to train", log_path, proc)  # fmt: skip
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         restarts += 1
         proc = server()  # 3: finishes the iteration
         _wait_for(
             lambda: state.loop_state(client, exp.experiment_id).get("state") == "finished",
-            420, "the iteration to finish",
+            420, "the iteration to finish", log_path, proc,
         )  # fmt: skip
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
