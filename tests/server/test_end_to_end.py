@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from antgo_mlflow.review.labelling import Api, LabelStudioServer, label_studio_venv
 from tests.conftest import free_port
+from tests.server.annotator import Annotator
 from tests.server.conftest import digits_gt
 
 pytestmark = [
@@ -47,45 +47,6 @@ def _config(labelled: Path, val: Path) -> str:
         recipe = recipe.replace(f'type="TFDataset",\n        data_path_list=_digits.shard_paths("{split}")',
                                 f'type="GTDataset",\n        ann_file={str(val)!r}')  # fmt: skip
     return recipe.replace("samples_per_gpu=64", "samples_per_gpu=16")
-
-
-def _truth(image_ref: str) -> int:
-    from antgo_mlflow.data.sources.digits import _load_source
-
-    name = Path(image_ref.split("?d=")[-1]).stem  # <k>-<digits index>
-    return int(_load_source()[2][int(name.split("-")[-1])])
-
-
-class Annotator(threading.Thread):
-    """Answers every open task of every Label Studio project with the digit's true class."""
-
-    def __init__(self, api: Api):
-        super().__init__(daemon=True)
-        self.api, self.stop, self.answered, self.enabled = (
-            api,
-            threading.Event(),
-            0,
-            threading.Event(),
-        )
-
-    def run(self):
-        while not self.stop.wait(0.5):
-            if not self.enabled.is_set():
-                continue
-            try:
-                for project in self.api.call("GET", "/api/projects")["results"]:
-                    tasks = self.api.call("GET", f"/api/tasks?project={project['id']}&fields=all")
-                    for task in tasks["tasks"]:
-                        if task.get("total_annotations"):
-                            continue
-                        label = str(_truth(task["data"]["image"]))
-                        result = [{"from_name": "choice", "to_name": "image", "type": "choices",
-                                   "value": {"choices": [label]}}]  # fmt: skip
-                        self.api.call("POST", f"/api/tasks/{task['id']}/annotations",
-                                      {"result": result, "was_cancelled": False})  # fmt: skip
-                        self.answered += 1
-            except Exception:  # noqa: BLE001 - Label Studio busy: next round
-                pass
 
 
 def _wait_for(predicate, timeout, what, log: Path, proc: subprocess.Popen):
