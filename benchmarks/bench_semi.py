@@ -308,6 +308,17 @@ VARIANTS = {
             "data.unlabeled_dataloader.samples_per_gpu": 64,
         },
     ),
+    # the paper's run had 0.53 of the unlabelled batch accepted after 400 steps, with those
+    # pseudo-labels 99.6 % right: a lower threshold lets them in sooner, and mu=3 gives ~2x the
+    # steps of mu=7 in the same wall time
+    "fixmatch_mu3_t08": (
+        "fixmatch",
+        {
+            "model.mu": 3,
+            "model.threshold": 0.8,
+            "data.unlabeled_dataloader.samples_per_gpu": 48,
+        },
+    ),
 }
 
 
