@@ -11,9 +11,9 @@ it beats the product on the fixed test split (359 images). In every iteration th
 server with SIGKILL at a step drawn with ``--seed`` and restarts it (``--no-kill`` turns that off).
 
 Printed per iteration: human labels spent, pseudo-labels accepted and their accuracy against the
-hidden truth, candidate / product / champion top-1, promoted or not, wall time per step. Then the
-baseline: the same exp config trained on the same human labels alone (no pseudo-labels), in the
-same run, and the duplicate check: step runs per (iteration, step), training runs per iteration,
+hidden truth, candidate / product / champion top-1, promoted or not, wall time per step. Then two
+baselines, the same exp config trained in the same run on the same human labels alone (no
+pseudo-labels) and on as many labels drawn at random from the train split, and the duplicate check: step runs per (iteration, step), training runs per iteration,
 Label Studio projects per iteration, registrations per tag.
 
 The exp trains a fixed number of iterations (``--iters``, batch 32) whatever the amount of data,
@@ -109,6 +109,7 @@ def split_data(work: Path, batches: int, seed: int) -> dict:
             for k, p in enumerate(pools)
         ],
         "n_pool": len(rest),
+        "train": [int(i) for i in train],
     }
 
 
@@ -346,6 +347,20 @@ def run(args) -> int:
     make_exp(work / "baseline", "baseline", human_gts, data["val"], args.iters)
     base_run = experiments.train(baseline_project, "baseline")["run_id"]
     supervised = top1(f"runs:/{base_run}/model", data["test"])
+    # the same number of labels drawn at random from the train split: what active learning and
+    # pseudo-labels together are worth
+    from tests.server.conftest import digits_gt
+
+    drawn = random.Random(args.seed + 1000).sample(data["train"], human_labels)
+    make_exp(
+        work / "random",
+        "random",
+        [digits_gt(work / "data" / "random", drawn)],
+        data["val"],
+        args.iters,
+    )
+    random_run = experiments.train(baseline_project, "random")["run_id"]
+    random_labels = top1(f"runs:/{random_run}/model", data["test"])
     dup = duplicates(client, exp.experiment_id, ls_projects, len(rows))
     regs = Counter(r["tag"] for r in list_data(project)["train/label"])
     dup["registrations"] = sum(n - 1 for n in regs.values())
@@ -367,7 +382,8 @@ def run(args) -> int:
     print(
         f"\nproduct top-1 {product:.4f} with {human_labels} human labels (initial {initial:.4f}); "
         f"supervised on the same {human_labels} human labels alone {supervised:.4f} "
-        f"({(product - supervised) * 100:+.1f} points); champion never worse: {monotone} "
+        f"({(product - supervised) * 100:+.1f} points); supervised on {human_labels} random labels "
+        f"{random_labels:.4f} ({(product - random_labels) * 100:+.1f} points); champion never worse: {monotone} "
         f"({' → '.join(f'{c:.4f}' for c in champions)}); duplicates {json.dumps(dup)}; "
         f"annotator answered {annotator.answered} ({annotator.wrong} wrong on purpose); "
         f"total {time.time() - t0:.0f} s; load {os.getloadavg()[0]:.1f}; work {work}"
