@@ -22,5 +22,7 @@ model = dict(
     label_smoothing=0.15,
     ema_decay=0.999,
 )
+# MPL keeps the paper's 7 unlabelled images per labelled one (the FixMatch recipe moved to 4)
+data = dict(unlabeled_dataloader=dict(samples_per_gpu=16 * 7))
 _sgd = dict(type="SGD", lr=0.03, momentum=0.9, nesterov=True, weight_decay=5e-4)
 optimizer = dict(_delete_=True, teacher=_sgd, student=_sgd)  # an OptimWrapperDict
