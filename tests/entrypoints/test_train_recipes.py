@@ -222,3 +222,17 @@ def test_a_bad_threshold_is_one_line_and_exit_2_from_the_command(tmp_path, digit
         code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
 
     assert_one_line_error(Result, "model.threshold: must be in (0, 1], got 0")
+
+
+@pytest.mark.parametrize("recipe", ["fixmatch.py", "mpl.py"])
+def test_a_shipped_semi_recipe_has_mu_unlabelled_images_per_labelled_one(
+    recipe, monkeypatch, digits_cache
+):
+    """As shipped (the other tests shrink both batches): mpl.py inherits fixmatch.py's loaders, so a
+    change of the FixMatch recipe's mu alone would make MPL refuse to start."""
+    from antgo_mlflow.config import Config
+
+    monkeypatch.setenv("ANTGO_CACHE_DIR", str(digits_cache))
+    cfg = Config.fromfile(RECIPES / recipe)
+    labelled = cfg.data.labeled_dataloader.samples_per_gpu
+    assert cfg.data.unlabeled_dataloader.samples_per_gpu == cfg.model.mu * labelled
