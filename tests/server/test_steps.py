@@ -97,6 +97,46 @@ def test_promotion_rule_better_is_promoted_worse_is_not_with_the_note(product, t
     assert (champion == "2") == (better["candidate_top1"] >= better["product_top1"])
 
 
+def test_evaluate_restarted_after_its_promotion_still_compares_with_the_old_product(
+    product, tmp_path
+):
+    """A server killed in *evaluate_promote* after the promotion: the restarted attempt (the same
+    step run) compares the candidate with the product it replaced, not with itself."""
+    from mlflow import MlflowClient
+
+    from antgo_mlflow.project.roles import alias_version, role_history
+    from antgo_mlflow.server.steps.evaluate_promote import run as evaluate
+    from tests.server.conftest import log_candidate
+
+    test = digits_gt(tmp_path / "test", range(40))
+    candidate = log_candidate(product, seed=3)  # becomes version 2
+    ctx = _ctx(product, tmp_path)
+    inputs = {"candidate": candidate, "test": str(test), "margin": -1.0}
+
+    def killed_after_promoting(ctx, inputs):
+        evaluate(ctx, inputs)
+        raise KeyboardInterrupt  # what kill -9 leaves: the step unfinished, the promotion done
+
+    with pytest.raises(KeyboardInterrupt):
+        state.run_step(ctx, "evaluate_promote", inputs, killed_after_promoting)
+    assert alias_version(MlflowClient(), product, "production") == "2"
+    promotions = len(role_history(product))
+    again = _run(ctx, "evaluate_promote", inputs)  # the restart: same key, same step run
+    first = top1_of(product, "1", test)
+    assert again["product_top1"] == pytest.approx(first)  # version 1's, not the candidate's
+    assert again["promoted"] is True and len(role_history(product)) == promotions  # not again
+    runs = state._search(
+        ctx.client, ctx.experiment_id, {state.KIND: "step", state.STEP: "evaluate_promote"}
+    )
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def top1_of(project, version, test):
+    from antgo_mlflow.server.steps.evaluate_promote import top1
+
+    return top1(f"models:/{project}/{version}", str(test))
+
+
 def test_label_waits_and_says_so_when_label_studio_is_unreachable(product, tmp_path, monkeypatch):
     from tests.conftest import free_port
 
