@@ -58,7 +58,10 @@ def cleanlab_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, 
     rank = require("cleanlab.rank", "active")
     quality = np.asarray(rank.get_label_quality_scores(labels, probs), dtype=np.float64)
     issues = np.asarray(
-        filt.find_label_issues(labels, probs, return_indices_ranked_by="self_confidence"),
+        # n_jobs=1: cleanlab otherwise forks a multiprocessing.Pool (fork start method on Linux)
+        # from this threaded process (MLflow, torch); a child can inherit a held lock and hang -
+        # seen in CI under xdist. One process is fast enough for any labelled set we rank.
+        filt.find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1),
         dtype=np.int64,
     )
     return issues, quality

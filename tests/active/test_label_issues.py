@@ -30,6 +30,23 @@ def test_cleanlab_finds_flips_in_hand_made_probabilities():
     assert quality[list(FLIPS)].max() < np.delete(quality, list(FLIPS)).min()
 
 
+def test_cleanlab_runs_in_this_process_without_forking_a_pool(monkeypatch):
+    """cleanlab forks a multiprocessing.Pool by default; forked from a threaded process (MLflow,
+    torch, xdist) a child can hang on an inherited lock, which once stalled CI for good."""
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("cleanlab started a multiprocessing pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: 8)  # as on a bigger machine
+    rng = np.random.default_rng(1)
+    labels = np.arange(3000) % 10
+    probs = rng.dirichlet(np.ones(10), size=3000)
+    issues, quality = cleanlab_issues(labels, probs)
+    assert len(quality) == 3000 and len(issues) > 0
+
+
 def test_issues_with_out_of_sample_models_finds_the_planted_flips(cli, use_trained, tmp_path):
     from mlflow import MlflowClient
 
