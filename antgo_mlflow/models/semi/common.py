@@ -182,9 +182,14 @@ def supervised_loss(model: nn.Module, logits: torch.Tensor, label: torch.Tensor)
 
 
 def confidence_mask(
-    logits_weak: torch.Tensor, threshold: float, T: float = 1.0, hard: bool = True
+    logits_weak: torch.Tensor,
+    threshold: float,
+    T: float = 1.0,
+    hard: bool = True,
+    align: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pseudo-labels from weak-view logits (no gradient), on ``softmax(logits / T)``.
+    """Pseudo-labels from weak-view logits (no gradient), on ``softmax(logits / T)`` (passed
+    through ``align``, e.g. a ``DistributionAlignment``, when given).
 
     Returns:
         ``(mask (N,) float: max probability >= threshold, targets: class indices (N,) when
@@ -192,6 +197,8 @@ def confidence_mask(
     """
     with torch.no_grad():
         probs = torch.softmax(logits_weak.detach().float() / T, dim=-1)
+        if align is not None:
+            probs = align(probs)
         max_probs, classes = probs.max(dim=-1)
         mask = (max_probs >= threshold).float()
     return mask, (classes if hard else probs), classes
@@ -206,6 +213,38 @@ def masked_consistency(
     else:
         per_sample = -(targets * F.log_softmax(logits_strong, dim=-1)).sum(dim=-1)
     return (per_sample * mask).mean()
+
+
+class DistributionAlignment(nn.Module):
+    """Distribution alignment (ReMixMatch, Berthelot et al. 2020): pseudo-label probabilities
+    scaled by ``uniform / p_model`` and renormalised, where ``p_model`` is a moving average
+    (``momentum``) of the model's mean prediction on unlabelled data. With 4 labels per class a
+    class that absorbs its neighbours' images is over-predicted; this pulls those images back.
+
+    ``p_model`` is a buffer (sized by the first batch), so a resumed run continues it.
+    """
+
+    def __init__(self, momentum: float = 0.999):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("p_model", torch.empty(0))
+
+    @torch.no_grad()
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        n_classes = probs.shape[-1]
+        if self.p_model.numel() != n_classes:
+            self.p_model = torch.full((n_classes,), 1.0 / n_classes, device=probs.device)
+        if self.training:
+            mean = probs.mean(dim=0)
+            self.p_model.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+        aligned = probs / (n_classes * self.p_model.clamp(min=1e-6))
+        return aligned / aligned.sum(dim=-1, keepdim=True)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "p_model")
+        if saved is not None and saved.shape != self.p_model.shape:
+            self.p_model = torch.empty_like(saved)  # sized like the checkpoint's, then copied
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 # -- EMA --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from torch import nn
 from antgo_mlflow.models._build import build_module, config_path
 from antgo_mlflow.models.semi.common import (
     ClassifierWrapper,
+    DistributionAlignment,
     check_fraction,
     check_non_negative,
     check_positive,
@@ -61,10 +62,11 @@ def fixmatch_unsup_loss(
     threshold: float,
     T: float = 1.0,
     hard: bool = True,
+    align: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """FixMatch's unlabelled loss: ``(loss, mask, pseudo classes)``; only samples whose weak-view
     confidence reaches ``threshold`` contribute (the others add zero, not their own targets)."""
-    mask, targets, classes = confidence_mask(logits_weak, threshold, T, hard)
+    mask, targets, classes = confidence_mask(logits_weak, threshold, T, hard, align)
     return masked_consistency(logits_strong, targets, mask), mask, classes
 
 
@@ -83,6 +85,9 @@ class FixMatch(ClassifierWrapper):
         ema_decay: decay of the EMA copy that is validated and saved (None: no EMA, the
             trained classifier itself is the result).
         ema_warmup: ramp the decay up as ``(1+n)/(10+n)`` over the first updates.
+        dist_align: align the pseudo-label distribution with a uniform one (ReMixMatch's
+            distribution alignment, ``DistributionAlignment``), for class-balanced data.
+        dist_align_momentum: momentum of the moving average of the model's predictions.
     """
 
     def __init__(
@@ -95,6 +100,8 @@ class FixMatch(ClassifierWrapper):
         hard_label: bool = True,
         ema_decay: float | None = DEFAULT_EMA_DECAY,
         ema_warmup: bool = True,
+        dist_align: bool = False,
+        dist_align_momentum: float = 0.999,
     ):
         super().__init__()
         path = config_path("model")
@@ -110,6 +117,10 @@ class FixMatch(ClassifierWrapper):
             self.ema_decay = check_fraction(ema_decay, f"{path}.ema_decay")
             self.ema_model = make_ema(self.model)
         self.ema_warmup = bool(ema_warmup)
+        self.dist_align = None
+        if dist_align:
+            momentum = check_fraction(dist_align_momentum, f"{path}.dist_align_momentum")
+            self.dist_align = DistributionAlignment(momentum)
         # EMA updates so far: a buffer, so a resumed run continues the same warm-up
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
@@ -137,7 +148,7 @@ class FixMatch(ClassifierWrapper):
         logits_w, logits_s = logits[n_l : n_l + n_u], logits[n_l + n_u :]
         loss_x = supervised_loss(self.model, logits_l, lab["label"])
         loss_u, mask, classes = fixmatch_unsup_loss(
-            logits_w, logits_s, self.threshold, self.T, self.hard_label
+            logits_w, logits_s, self.threshold, self.T, self.hard_label, self.dist_align
         )
         loss = loss_x + self.lambda_u * loss_u
         optim_wrapper.update_params(loss)

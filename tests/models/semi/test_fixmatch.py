@@ -130,9 +130,47 @@ def test_the_optimizer_sees_the_trained_classifier_only():
         (dict(mu=-3), "model.mu: must be > 0"),
         (dict(lambda_u=-1), "model.lambda_u"),
         (dict(ema_decay=1.5), "model.ema_decay"),
+        (dict(dist_align=True, dist_align_momentum=2), "model.dist_align_momentum"),
     ],
 )
 def test_bad_hyperparameters_name_their_key(kwargs, key):
     with pytest.raises(ConfigError) as info:
         MODELS.build(dict(type="FixMatch", model=WRN, **kwargs), path="model")
     assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_distribution_alignment_lifts_the_classes_the_model_under_predicts():
+    from antgo_mlflow.models.semi.common import DistributionAlignment
+
+    align = DistributionAlignment(momentum=0.5).train()
+    # the model puts 0.6 of its mass on class 0 on average: class 0 is over-predicted
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.3, 0.4, 0.3]])
+    aligned = align(probs)
+    p_model = 0.5 * torch.full((3,), 1 / 3) + 0.5 * probs.mean(0)
+    assert torch.allclose(align.p_model, p_model)
+    expected = probs / p_model
+    assert torch.allclose(aligned, expected / expected.sum(-1, keepdim=True))
+    assert aligned[1].argmax() == 1 and aligned[1, 0] < probs[1, 0]  # mass moves off class 0
+    assert torch.allclose(aligned.sum(-1), torch.ones(2))
+    # in eval mode the running average stays where training left it
+    align.eval()
+    align(torch.tensor([[1.0, 0.0, 0.0]]))
+    assert torch.allclose(align.p_model, p_model)
+
+
+def test_distribution_alignment_changes_which_pseudo_labels_pass_and_resumes():
+    # class 0 dominates the weak predictions: without alignment row 1 passes as class 0
+    weak = torch.log(torch.tensor([[0.97, 0.02, 0.01], [0.90, 0.09, 0.01], [0.96, 0.02, 0.02]]))
+    strong = torch.zeros(3, 3)
+    _, plain, _ = fixmatch_unsup_loss(weak, strong, threshold=0.85)
+    model = FixMatch(
+        tiny_classifier(), mu=1.5, threshold=0.85, dist_align=True, dist_align_momentum=0.5
+    )
+    _, aligned, _ = fixmatch_unsup_loss(weak, strong, 0.85, align=model.dist_align)
+    assert plain.tolist() == [1.0, 1.0, 1.0] and aligned.tolist() == [1.0, 0.0, 1.0]
+    # a resumed run continues the running average (a buffer of the checkpoint)
+    resumed = FixMatch(tiny_classifier(), mu=1.5, threshold=0.85, dist_align=True)
+    resumed.load_state_dict(model.state_dict())
+    assert torch.equal(resumed.dist_align.p_model, model.dist_align.p_model)
+    logs = model.train_step(batch(), OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
+    assert "mask_ratio" in logs
