@@ -20,9 +20,10 @@ the digits recipe (recipes/digits/config.py: WideResNet, AdamW + one-cycle), val
   ratio = median over seeds of that time / median over seeds of random search's wall time.
   The same ratio in compute (epochs x widen_factor trained) is printed too: on a shared machine
   whose load changes between studies it is the figure that stays comparable.
-- Workers: the 16 configurations of random seed 0 are queued into a new study and run by 2
-  worker processes (1 torch thread each); the baseline is random seed 0 itself (the same 16
-  configurations, 1 process, 2 torch threads). speedup = 1-worker wall / 2-worker wall.
+- Workers: the 16 configurations of random seed 0 are queued into two new studies, one run by
+  1 process (2 torch threads), then one by 2 worker processes (1 torch thread each), back to
+  back so both see the same machine (random seed 0 itself ran much earlier: a load change in
+  between would move the ratio). speedup = 1-worker wall / 2-worker wall.
 
 Pieces: the 10 studies (3 arms x 3 seeds, then the 2-worker one) run one after another, and a
 long study runs in pieces (``--piece-seconds``: ``antgo hpo --timeout`` on the continued study),
@@ -209,9 +210,9 @@ def save_state(path: Path, state: dict) -> None:
 
 
 def study_names(seeds: list[int], arms: list[str]) -> list[tuple[str, str, int]]:
-    """(study name, arm, seed) in run order; the 2-worker study last."""
+    """(study name, arm, seed) in run order; the 1- and 2-worker studies last."""
     out = [(f"{m.replace('+', '-')}-{s}", m, s) for s in seeds for m in arms]
-    return [*out, ("workers2", "workers2", 0)]
+    return [*out, ("workers1", "workers1", 0), ("workers2", "workers2", 0)]
 
 
 def run_piece(name, arm, seed, state, ctx) -> None:
@@ -225,8 +226,8 @@ def run_piece(name, arm, seed, state, ctx) -> None:
     if not entry["pieces"] and name in optuna.get_all_study_names(ctx["storage"]):
         # left by a first piece that was killed (its wall is unknown): start the study again
         optuna.delete_study(study_name=name, storage=ctx["storage"])
-    if arm == "workers2":
-        flags = ["--sampler=random", "--pruner=none", "--workers=2"]
+    if arm in ("workers1", "workers2"):
+        flags = ["--sampler=random", "--pruner=none", f"--workers={arm[-1]}"]
         if name not in optuna.get_all_study_names(ctx["storage"]):
             # the same configurations as random seed 0, in its order
             base = optuna.load_study(study_name="random-0", storage=ctx["storage"])
@@ -260,7 +261,7 @@ def run_piece(name, arm, seed, state, ctx) -> None:
     ]
     for t in runs:
         length = (t.datetime_complete - t.datetime_start).total_seconds()
-        if arm != "workers2":
+        if not arm.startswith("workers"):
             state["longest_trial_s"] = max(state.get("longest_trial_s", 0.0), length)
     entry["done"] = len(finished(study)) >= trials
     print(
@@ -387,7 +388,7 @@ def report(state: dict, seeds: list[int], arms: list[str], trials: int, ctx: dic
     }
     ratios = {m: statistics.median(reach[m]) / random_wall for m in reach}
     ratio = ratios["tpe+median"]
-    wall1, wall2 = walls[("random", 0)], w2["wall"]
+    wall1, wall2 = walls[("workers1", 0)], w2["wall"]
     speedup = wall1 / wall2
     loads = [x for e in state["studies"].values() for p in e["pieces"] for x in p["load"]]
     ones = sorted(float(x.split()[0]) for x in loads)
