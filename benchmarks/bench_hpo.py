@@ -25,7 +25,7 @@ the digits recipe (recipes/digits/config.py: WideResNet, AdamW + one-cycle), val
   back so both see the same machine (random seed 0 itself ran much earlier: a load change in
   between would move the ratio). speedup = 1-worker wall / 2-worker wall.
 
-Pieces: the 10 studies (3 arms x 3 seeds, then the 2-worker one) run one after another, and a
+Pieces: the studies (each arm x 3 seeds, then the 1- and 2-worker ones) run one after another, and a
 long study runs in pieces (``--piece-seconds``: ``antgo hpo --timeout`` on the continued study),
 so a shared machine's CPU lock is held a few minutes at a time. State (PostgreSQL data, MLflow
 store, ``state.json``) lives in ``--state``; each call runs ``--pieces`` pieces and the table is
