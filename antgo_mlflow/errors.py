@@ -46,6 +46,12 @@ class ServiceError(AntgoError):
     """An external service (FiftyOne, Label Studio, mlflow server, sshd, docker) failed."""
 
 
+class WorkerLost(AntgoError):
+    """A worker process died mid-way (killed, or out of memory): nothing the input can fix."""
+
+    exit_code = 1
+
+
 class MissingDependencyError(AntgoError):
     """An optional dependency is not installed; the message names the extra to install."""
 

@@ -17,9 +17,11 @@ import io
 import multiprocessing
 import os
 import random
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from antgo_mlflow.errors import DataError, UsageError
+from antgo_mlflow.errors import DataError, UsageError, WorkerLost
 from antgo_mlflow.fileio import StagingDir
 from antgo_mlflow.gt import default_meta, new_sample, save_gt, write_meta
 from antgo_mlflow.gt.io import ANNOTATION_FILE
@@ -239,11 +241,19 @@ def extract_images(
         try:
             if n_workers > 1 and len(tasks) > 1:
                 # forkserver, not fork: forking a process that runs threads (MLflow's, a web
-                # server's, the caller's) can copy a held lock into the child and hang it
-                ctx = multiprocessing.get_context("forkserver")
-                pool = ctx.Pool(min(n_workers, len(tasks)), initializer=worker_signals)
+                # server's, the caller's) can copy a held lock into the child and hang it.
+                # ProcessPoolExecutor, not multiprocessing.Pool: a worker can die holding the
+                # task queue's lock (SIGTERM to the whole process group, the OOM killer); then
+                # Pool.terminate() blocks on that lock forever and Pool.imap waits forever for
+                # the lost chunk, while the executor stops the rest without the lock and fails
+                # what is pending (BrokenProcessPool).
+                pool = ProcessPoolExecutor(
+                    min(n_workers, len(tasks)),
+                    mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=worker_signals,
+                )
                 chunk = max(1, min(32, len(tasks) // (n_workers * 8)))
-                results = pool.imap(_convert_task, tasks, chunksize=chunk)
+                results = pool.map(_convert_task, tasks, chunksize=chunk)
             else:
                 results = (_convert_task(t) for t in tasks)
             total = min(num, len(tasks)) if num else len(tasks)
@@ -273,10 +283,14 @@ def extract_images(
                 summary.outputs.append(tgt_dir / rel)
                 if num and len(samples) >= num:
                     break
+        except BrokenProcessPool:
+            raise WorkerLost(
+                f"extract/images: a worker process died (killed, or out of memory) after "
+                f"{consumed} of {len(tasks)} images; {tgt_dir} is unchanged"
+            ) from None
         finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+            if pool is not None:  # queued chunks are dropped; running ones finish (<= 32 images)
+                pool.shutdown(wait=True, cancel_futures=True)
         # Workers may have run ahead of a --num cut: drop what they wrote past it.
         for task in tasks[consumed:]:
             Path(task[2]).unlink(missing_ok=True)

@@ -48,7 +48,9 @@ class Annotator(threading.Thread):
                 continue
             try:
                 for project in self.api.call("GET", "/api/projects")["results"]:
-                    tasks = self.api.call("GET", f"/api/tasks?project={project['id']}&fields=all&page_size=1000")
+                    tasks = self.api.call(
+                        "GET", f"/api/tasks?project={project['id']}&fields=all&page_size=1000"
+                    )
                     for task in tasks["tasks"]:
                         if task.get("total_annotations"):
                             continue

@@ -333,6 +333,52 @@ def test_sigterm_during_extract_ends_quietly_and_leaves_the_target_as_before(tmp
     assert (tgt / "annotation.json").read_text() == "[]"
 
 
+def test_a_worker_killed_mid_extract_fails_in_one_line_and_leaves_the_target_as_before(tmp_path):
+    """A pool worker killed with SIGKILL (as the OOM killer does) while images convert: antgo
+    does not wait forever for the lost images, it says so in one line and exits 1; the target is
+    exactly as before."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    raw = tmp_path / "raw"
+    for i in range(400):
+        make_image(raw / f"{i:03d}.png", 160, 120, seed=i)
+    tgt = tmp_path / "out"
+    tgt.mkdir()
+    (tgt / "annotation.json").write_text("[]")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "antgo_mlflow", "tool", "extract/images", f"--src={raw}",
+         f"--tgt={tgt}", "--max-size=40", "--workers=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while not any(p.suffix == ".png" for p in tgt.glob(".antgo-tmp-*/*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline
+            time.sleep(0.01)
+        # the pool's workers are the forkserver's children, antgo's grandchildren
+        workers = [
+            c for c in psutil.Process(proc.pid).children(recursive=True) if c.ppid() != proc.pid
+        ]
+        assert workers
+        os.kill(workers[0].pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "a worker process died" in lines[0], err
+    assert sorted(p.name for p in tgt.iterdir()) == ["annotation.json"]
+    assert (tgt / "annotation.json").read_text() == "[]"
+
+
 def test_label_from_folder_labels_by_class_folder_in_sorted_order(src, tmp_path):
     (src / "docs").mkdir()
     (src / "docs" / "readme.txt").write_text("a folder without images is no class")
