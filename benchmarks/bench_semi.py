@@ -332,6 +332,9 @@ VARIANTS = {
             "data.unlabeled_dataloader.samples_per_gpu": 48,
         },
     ),
+    # MPL with the FixMatch recipe's 4 unlabelled images per labelled one: an MPL step costs
+    # ~2.6 FixMatch steps at mu=7, so in the same budget its teacher sees too few steps
+    "mpl_mu4": ("mpl", {"model.mu": 4, "data.unlabeled_dataloader.samples_per_gpu": 64}),
 }
 
 

@@ -84,7 +84,9 @@ def test_a_worker_killed_with_sigkill_leaves_its_trial_failed_and_it_is_retried(
     hpo_config, hpo_env, pg_url, tmp_path
 ):
     storage = normalise(pg_url)
-    config = hpo_config(epochs=3, delay=0.01)
+    # the victim is chosen after its first epoch: the four left (~1.3 s each) keep it running
+    # until the kill even on a loaded machine (with 3 short epochs it once finished first)
+    config = hpo_config(epochs=5, delay=0.02)
     proc = _antgo(
         "hpo", f"--config={config}", "--trials=3", "--workers=2", f"--storage={pg_url}",
         "--study=kill", "--pruner=none", "--heartbeat=1", env=hpo_env, cwd=tmp_path,
