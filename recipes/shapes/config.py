@@ -75,7 +75,8 @@ data = dict(
 
 # Warm-up, a cosine schedule (stepped every iteration) and gradient clipping: at a constant
 # learning rate this detector collapses after a few minutes (shared/STACK.md).
-max_epochs = 16  # 131 iterations of 8 images each: ~150 s on 2 cores (10 epochs: one seed of 3 at 0.903)
+# 131 iterations of 8 images each: ~150 s on 2 cores (10 epochs: one seed of 3 at 0.903)
+max_epochs = 16
 optimizer = dict(type="AdamW", lr=3e-3, weight_decay=1e-4)
 optimizer_config = dict(grad_clip=dict(max_norm=10.0))
 lr_config = dict(policy="CosineAnnealing", min_lr_ratio=0.01, warmup="linear", warmup_iters=50)
