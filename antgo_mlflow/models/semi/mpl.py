@@ -12,6 +12,9 @@ optimizer each (``optimizer=dict(teacher=..., student=...)``: the engine's
    pseudo-labels helped the student on real labels, the first-order MPL signal) scales the
    teacher's cross-entropy on its own pseudo-labels, added to its UDA loss: teacher step.
 
+From iteration ``finetune_after`` on (the paper's last stage) only the student trains, on the
+labelled batch; the teacher is left as it is.
+
 The student (or its EMA copy, ``ema_decay``) is validated, logged and exported.
 
 Logged per step: ``loss`` (teacher + student), ``loss_x`` (teacher, labelled), ``loss_u``
@@ -53,6 +56,12 @@ from antgo_mlflow.registry import MODELS
 NETWORKS = ("teacher", "student")
 
 
+def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: must be a positive integer, got {value!r}")
+    return value
+
+
 def mpl_signal(loss_l_old: torch.Tensor, loss_l_new: torch.Tensor) -> torch.Tensor:
     """``h``: the drop of the student's labelled loss over its pseudo-label step (detached)."""
     return (loss_l_old - loss_l_new).detach()
@@ -81,6 +90,8 @@ class MetaPseudoLabels(ClassifierWrapper):
         ema_decay: decay of an EMA copy of the student that is validated and saved (None:
             the student itself).
         ema_warmup: ramp the EMA decay up over the first updates.
+        finetune_after: from this iteration on, fine-tune the student on the labelled batch
+            alone (None: MPL to the end).
     """
 
     def __init__(
@@ -95,15 +106,17 @@ class MetaPseudoLabels(ClassifierWrapper):
         label_smoothing: float = 0.0,
         ema_decay: float | None = None,
         ema_warmup: bool = True,
+        finetune_after: int | None = None,
     ):
         super().__init__()
         path = config_path("model")
         self.threshold = check_threshold(threshold, f"{path}.threshold")
         self.T = check_positive(T, f"{path}.T")
         self.lambda_u = check_non_negative(lambda_u, f"{path}.lambda_u")
-        if isinstance(uda_steps, bool) or not isinstance(uda_steps, int) or uda_steps < 1:
-            raise ConfigError(f"{path}.uda_steps: must be a positive integer, got {uda_steps!r}")
-        self.uda_steps = uda_steps
+        self.uda_steps = _positive_int(uda_steps, f"{path}.uda_steps")
+        self.finetune_after = None
+        if finetune_after is not None:
+            self.finetune_after = _positive_int(finetune_after, f"{path}.finetune_after")
         self.mu = check_positive(mu, f"{path}.mu")
         self.label_smoothing = check_fraction(label_smoothing, f"{path}.label_smoothing")
         self.student = build_module(MODELS, model, f"{path}.model")
@@ -155,6 +168,8 @@ class MetaPseudoLabels(ClassifierWrapper):
         lab, unl = split_sources(batch, "MetaPseudoLabels")
         if unl is None:
             check_sources({"labeled": lab}, {}, "MetaPseudoLabels")  # raises
+        if self.finetune_after is not None and int(self.steps) >= self.finetune_after:
+            return self.finetune_step(lab, s_opt)
         weak, strong = unlabeled_views(unl, "MetaPseudoLabels")
         x_l, y_l = lab["image"], lab["label"]
         n_l, n_u = x_l.shape[0], weak.shape[0]
@@ -176,9 +191,7 @@ class MetaPseudoLabels(ClassifierWrapper):
             s_logits[n_l:], classes, label_smoothing=self.label_smoothing
         )
         s_opt.update_params(loss_student)
-        if self.student_ema is not None:
-            decay = ema_decay_at(self.ema_decay, int(self.steps), self.ema_warmup)
-            ema_update(self.student_ema, self.student, decay)
+        self.update_student_ema()
 
         # 3. the student's labelled loss after its step drives the teacher's MPL loss
         with torch.no_grad(), s_opt.optim_context(self.student):
@@ -199,3 +212,19 @@ class MetaPseudoLabels(ClassifierWrapper):
         }
         logs.update(pseudo_label_logs(classes, mask, unl))
         return detached(logs)
+
+    def update_student_ema(self) -> None:
+        """One EMA step of the exported copy towards the student (when ``ema_decay`` is set)."""
+        if self.student_ema is not None:
+            decay = ema_decay_at(self.ema_decay, int(self.steps), self.ema_warmup)
+            ema_update(self.student_ema, self.student, decay)
+
+    def finetune_step(self, lab: Mapping, s_opt) -> dict[str, Any]:
+        """One supervised step of the student on the labelled batch; the teacher does not move."""
+        with s_opt.optim_context(self.student):
+            logits = self.student(lab["image"])
+        loss = supervised_loss(self.student, logits, lab["label"])
+        s_opt.update_params(loss)
+        self.update_student_ema()
+        self.steps += 1
+        return detached({"loss": loss, "loss_student": loss})

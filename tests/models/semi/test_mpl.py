@@ -95,6 +95,28 @@ def test_the_student_is_exported_and_logs_name_every_loss():
     assert set(wrapper) == {"teacher", "student"}
 
 
+def test_from_finetune_after_only_the_student_trains_on_the_labelled_batch():
+    model = _mpl(finetune_after=1)
+    wrappers = _wrappers(model)
+    b = batch()
+    first = model.train_step(b, wrappers)  # iteration 0: an MPL step
+    assert "mpl_h" in first
+    teacher1, student1 = copy.deepcopy(model.teacher), copy.deepcopy(model.student)
+
+    logs = model.train_step(b, wrappers)  # iteration 1: fine-tuning
+
+    x_l, y_l = b["labeled"]["image"], b["labeled"]["label"]
+    F.cross_entropy(student1(x_l), y_l).backward()
+    with torch.no_grad():
+        expected = [p - LR * p.grad for p in student1.parameters()]
+    for got, want in zip(model.student.parameters(), expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    for got, before in zip(model.teacher.parameters(), teacher1.parameters()):
+        assert torch.equal(got, before)
+    assert set(logs) == {"loss", "loss_student"}
+    assert int(model.steps) == 2
+
+
 def test_one_optimizer_for_both_networks_is_refused():
     model = MODELS.build(dict(type="MetaPseudoLabels", model=WRN), path="model")
     single = build_optim_wrapper(model, dict(type="SGD", lr=0.1), None, torch.device("cpu"))
@@ -108,6 +130,8 @@ def test_one_optimizer_for_both_networks_is_refused():
         (dict(threshold=0.0), "model.threshold"),
         (dict(mu=0), "model.mu"),
         (dict(uda_steps=0), "model.uda_steps"),
+        (dict(finetune_after=0), "model.finetune_after"),
+        (dict(finetune_after=2.5), "model.finetune_after"),
     ],
 )
 def test_bad_hyperparameters_name_their_key(kwargs, key):
