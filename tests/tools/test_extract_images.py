@@ -296,18 +296,15 @@ def test_extract_modules_import_neither_torch_nor_mlflow():
     assert proc.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("group", [False, True], ids=["antgo-only", "process-group"])
-def test_sigterm_during_extract_ends_quietly_and_leaves_the_target_as_before(tmp_path, group):
-    """SIGTERM to antgo (or to its whole group, as `timeout` or a scheduler sends it) while the
-    worker pool converts: one line, no worker tracebacks, the target exactly as before."""
-    import os
-    import signal
+def _extract_until_staging(tmp_path, n_images: int):
+    """Start `antgo tool extract/images --workers=2` in its own session on ``n_images`` images and
+    return (process, target) once a converted image is in the staging folder."""
     import subprocess
     import sys
     import time
 
     raw = tmp_path / "raw"
-    for i in range(120):
+    for i in range(n_images):
         make_image(raw / f"{i:03d}.png", 160, 120, seed=i)
     tgt = tmp_path / "out"
     tgt.mkdir()
@@ -322,6 +319,17 @@ def test_sigterm_during_extract_ends_quietly_and_leaves_the_target_as_before(tmp
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.01)
+    return proc, tgt
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["antgo-only", "process-group"])
+def test_sigterm_during_extract_ends_quietly_and_leaves_the_target_as_before(tmp_path, group):
+    """SIGTERM to antgo (or to its whole group, as `timeout` or a scheduler sends it) while the
+    worker pool converts: one line, no worker tracebacks, the target exactly as before."""
+    import os
+    import signal
+
+    proc, tgt = _extract_until_staging(tmp_path, 120)
     if group:
         os.killpg(proc.pid, signal.SIGTERM)
     else:
@@ -339,29 +347,11 @@ def test_a_worker_killed_mid_extract_fails_in_one_line_and_leaves_the_target_as_
     exactly as before."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     import psutil
 
-    raw = tmp_path / "raw"
-    for i in range(400):
-        make_image(raw / f"{i:03d}.png", 160, 120, seed=i)
-    tgt = tmp_path / "out"
-    tgt.mkdir()
-    (tgt / "annotation.json").write_text("[]")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "antgo_mlflow", "tool", "extract/images", f"--src={raw}",
-         f"--tgt={tgt}", "--max-size=40", "--workers=2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    proc, tgt = _extract_until_staging(tmp_path, 400)
     try:
-        deadline = time.time() + 60
-        while not any(p.suffix == ".png" for p in tgt.glob(".antgo-tmp-*/*")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.time() < deadline
-            time.sleep(0.01)
         # the pool's workers are the forkserver's children, antgo's grandchildren
         workers = [
             c for c in psutil.Process(proc.pid).children(recursive=True) if c.ppid() != proc.pid
